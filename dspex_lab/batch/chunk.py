@@ -1,0 +1,388 @@
+"""The worker side of a batch run: one chunk of rows (an Arrow table) in, results out.
+
+A chunk runs on a per-process event loop with many LM calls in flight at once, so throughput
+is bound by the LM, not by the number of workers. Each row goes through the same steps:
+circuit breaker -> rate limits -> a concurrency slot (AIMD) -> the call -> on a retryable
+failure, backoff and again. Calls go through the real ``dspy.LM`` in a thread pool (any
+module), or, with ``transport="fast"``, through ``batch.transport`` (Predict/ChainOfThought on
+OpenAI-compatible endpoints).
+
+    >>> table = run_chunk(ChunkTask(program, lm_spec(), ChunkOptions()), pa.table({"question": ["hi"]}))
+    >>> table.column_names
+    ['answer', 'error', 'latency_ms', 'prompt_tokens', 'completion_tokens', 'cost']
+
+Custom programs may take over a row: a module with ``async def __dspex_arun_row__(self,
+inputs, lm) -> dict`` is called with the row's inputs and the ``dspy.LM`` (inside
+``dspy.context(lm=lm)``); retries, limits and usage tracking still wrap it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import contextvars
+import copy
+import functools
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from dspex_lab.batch import replay as _replay
+from dspex_lab.batch.concurrency import AIMDLimiter, TokenBucket
+from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy, classify
+from dspex_lab.programs import Program
+
+__all__ = ["META_COLUMNS", "ChunkOptions", "ChunkTask", "run_chunk"]
+
+META_COLUMNS = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost")
+"""The bookkeeping columns a chunk returns after the output columns."""
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    """How every row of a run is called (the same for all chunks of the run)."""
+
+    adapter: str | None = None
+    temperature: float | None = None
+    timeout: float | None = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    transport: str = "dspy"
+    replay: _replay.ReplayConfig | None = None
+
+    def lm_overrides(self) -> dict[str, Any]:
+        """``dspy.LM`` settings for batch calls: dspex_lab retries, and the result cache
+        replaces DSPy's per-call cache."""
+        out: dict[str, Any] = {"num_retries": 0, "cache": False}
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        return out
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk's work order: what to run, with which LM, and this chunk's share of the
+    run's concurrency and rate limits (``rpm``/``tpm`` per minute)."""
+
+    program: Program
+    lm: Any
+    options: ChunkOptions = field(default_factory=ChunkOptions)
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    generation: int = 0
+
+
+@dataclass(slots=True)
+class _Row:
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+def run_chunk(task: ChunkTask, table: pa.Table) -> pa.Table:
+    """Run every row of ``table`` (columns named like the input fields); returns one result
+    row per input row, in order, with the chunk's stats in the schema metadata (``dspex``)."""
+    _speed_up_dspy()
+    rows = table.to_pylist()
+    future = asyncio.run_coroutine_threadsafe(_run_rows(task, rows), _loop())
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()  # Ctrl-C / cancellation: stop the calls in flight
+        raise
+
+
+async def _run_rows(task: ChunkTask, rows: list[dict[str, Any]]) -> pa.Table:
+    state = _ChunkState(task)
+    with _replay.activated(task.options.replay):
+        call = _runner(task, state)
+        results = await asyncio.gather(*(state.run_row(call, row) for row in rows))
+    return _to_table(task.program, results, state.stats())
+
+
+class _ChunkState:
+    """Limits, breaker and counters shared by the rows of one chunk."""
+
+    def __init__(self, task: ChunkTask) -> None:
+        opts = task.options
+        self.task = task
+        self.policy = opts.retry
+        self.limiter = AIMDLimiter(task.concurrency)  # the kernel grows the share
+        self.breaker = CircuitBreaker(opts.breaker)
+        self.rpm = TokenBucket(task.rpm / 60) if task.rpm else None
+        self.tpm = TokenBucket(task.tpm / 60) if task.tpm else None
+        self.rate_limited = self.retries = self.attempts = 0
+        self.fast_rows = 0
+        self.fast_reason: str | None = None
+
+    async def run_row(self, call: Any, inputs: dict[str, Any]) -> _Row:
+        start = time.perf_counter()
+        row, attempt = _Row(), 0
+        while True:
+            if self.breaker.open:
+                row.error = f"CircuitOpen: {self.breaker.message()}"
+                break
+            if self.rpm is not None:
+                await self.rpm.take(1)
+            if self.tpm is not None:
+                await self.tpm.take(0)
+            error: BaseException | None = None
+            async with self.limiter.slot() as generation:
+                self.attempts += 1
+                try:
+                    outputs, p, c, cost = await call(inputs)
+                except Exception as exc:
+                    error = exc
+            if error is None:
+                self.limiter.success()
+                self.breaker.record(True)
+                if self.tpm is not None:
+                    self.tpm.charge(p + c)
+                row.outputs, row.prompt_tokens, row.completion_tokens, row.cost = (
+                    outputs, row.prompt_tokens + p, row.completion_tokens + c, row.cost + cost)
+                break
+            self._spent(row, error)
+            failure = classify(error)
+            if failure.rate_limited:
+                self.rate_limited += 1
+                self.limiter.overload(generation)
+            elif failure.lm_down:
+                self.breaker.record(False, _describe(error))
+            if not failure.retryable or attempt >= self.policy.max_retries:
+                row.error = _describe(error)
+                break
+            self.retries += 1
+            await asyncio.sleep(self.policy.backoff(attempt, failure.retry_after))
+            attempt += 1
+        row.latency_ms = (time.perf_counter() - start) * 1e3
+        return row
+
+    def _spent(self, row: _Row, error: BaseException) -> None:
+        """Usage of a failed row that still made LM calls (a multi-call module)."""
+        p, c, cost = getattr(error, "_dspex_usage", (0, 0, 0.0))
+        row.prompt_tokens += p
+        row.completion_tokens += c
+        row.cost += cost
+
+    def stats(self) -> dict[str, Any]:
+        return {"rate_limited": self.rate_limited, "retries": self.retries,
+                "attempts": self.attempts, "peak_concurrency": self.limiter.peak,
+                "final_concurrency": self.limiter.limit, "circuit_open": self.breaker.open,
+                "circuit_message": self.breaker.message() if self.breaker.open else None,
+                "fast_rows": self.fast_rows, "fast_reason": self.fast_reason, "pid": os.getpid()}
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:500]}"
+
+
+# -- calling one row ------------------------------------------------------------------------------
+
+def _runner(task: ChunkTask, state: _ChunkState) -> Any:
+    """``async call(inputs) -> (outputs, prompt_tokens, completion_tokens, cost)``."""
+    from dspex_lab.runtime import build_lm, build_module
+
+    program, opts = task.program, task.options
+    module = build_module(program)
+    overrides = opts.lm_overrides()
+    if opts.temperature is not None:
+        overrides["temperature"] = opts.temperature
+    lm = build_lm(task.lm, **overrides)
+    checked = _output_checker(program)
+    threads = _executor(max(task.concurrency, 8))
+    custom = getattr(module, "__dspex_arun_row__", None)
+
+    async def via_dspy(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float]:
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        fn = functools.partial(_call_dspy, program, inputs, task.lm, opts, overrides)
+        out = await loop.run_in_executor(threads, ctx.run, fn)
+        return checked(out["outputs"]), out["prompt_tokens"], out["completion_tokens"], \
+            out["cost"]
+
+    if custom is not None:
+        async def via_custom(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float]:
+            return await _call_custom(custom, inputs, lm, checked)
+        return via_custom
+    if opts.transport != "fast":
+        return via_dspy
+    from dspex_lab.batch.transport import NotEligible, fast_transport
+    from dspex_lab.usage import cost_of
+
+    fast = fast_transport(module, lm, _adapter(opts.adapter), opts.timeout)
+    if isinstance(fast, str):
+        state.fast_reason = fast
+        return via_dspy
+
+    async def via_fast(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float]:
+        try:
+            pred, p, c = await fast.acall(inputs)
+        except NotEligible as exc:
+            state.fast_reason = str(exc)
+            return await via_dspy(inputs)
+        state.fast_rows += 1
+        return checked(dict(pred.items())), p, c, cost_of(lm.model, p, c)
+
+    return via_fast
+
+
+def _call_dspy(program: Program, inputs: dict[str, Any], spec: Any, opts: ChunkOptions,
+               overrides: dict[str, Any]) -> dict[str, Any]:
+    from dspex_lab.runtime import run_program
+
+    lm_overrides = {k: v for k, v in overrides.items() if k != "temperature"}
+    return run_program(program, inputs, spec, adapter=opts.adapter,
+                       temperature=opts.temperature, lm_overrides=lm_overrides)
+
+
+async def _call_custom(fn: Any, inputs: dict[str, Any], lm: Any, checked: Any
+                       ) -> tuple[dict[str, Any], int, int, float]:
+    import dspy
+
+    from dspex_lab.usage import usage_totals
+
+    with dspy.context(lm=lm), dspy.track_usage() as tracker:
+        try:
+            out = await fn(inputs, lm)
+        except Exception as exc:
+            exc._dspex_usage = usage_totals(tracker.get_total_tokens())  # type: ignore[attr-defined]
+            raise
+    p, c, cost = usage_totals(tracker.get_total_tokens())
+    return checked(dict(out.items()) if hasattr(out, "items") else dict(out)), p, c, cost
+
+
+def _output_checker(program: Program) -> Any:
+    """Coerce the output fields with the signature (as single calls do); extras pass."""
+    sig = program.signature
+    if sig is None:
+        return lambda outputs: outputs
+
+    def check(outputs: dict[str, Any]) -> dict[str, Any]:
+        declared = {k: outputs[k] for k in sig.output_names if k in outputs}
+        return {**outputs, **sig.validate_outputs(declared)}
+
+    return check
+
+
+# -- the result table -----------------------------------------------------------------------------
+
+def _to_table(program: Program, rows: list[_Row], stats: dict[str, Any]) -> pa.Table:
+    names = list(program.output_names)
+    for row in rows:
+        for key in row.outputs or ():
+            if key not in names:
+                names.append(key)
+    columns: dict[str, pa.Array] = {}
+    for name in names:
+        columns[name] = to_arrow_values(
+            [None if r.outputs is None else r.outputs.get(name) for r in rows])
+    columns["error"] = pa.array([r.error for r in rows], pa.string())
+    columns["latency_ms"] = pa.array([r.latency_ms for r in rows], pa.float64())
+    columns["prompt_tokens"] = pa.array([r.prompt_tokens for r in rows], pa.int64())
+    columns["completion_tokens"] = pa.array([r.completion_tokens for r in rows], pa.int64())
+    columns["cost"] = pa.array([r.cost for r in rows], pa.float64())
+    table = pa.table(columns)
+    return table.replace_schema_metadata({b"dspex": json.dumps(stats).encode()})
+
+
+def to_arrow_values(values: list[Any]) -> pa.Array:
+    """An Arrow array of output values: typed when Arrow can hold them as they are, else
+    JSON text (pydantic models are dumped first)."""
+    values = [_plain(v) for v in values]
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return pa.array([v if v is None or isinstance(v, str) else
+                         json.dumps(v, default=str) for v in values], pa.string())
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:
+            return str(value)
+    return value
+
+
+def chunk_stats(table: pa.Table) -> dict[str, Any]:
+    """The stats ``run_chunk`` put in the table's schema metadata."""
+    raw = (table.schema.metadata or {}).get(b"dspex")
+    return json.loads(raw) if raw else {}
+
+
+# -- per-process machinery -------------------------------------------------------------------------
+
+_STATE: dict[str, Any] = {"pid": None, "loop": None, "pool": None, "adapters": {}}
+_STATE_LOCK = threading.Lock()
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """This process's batch event loop, running in a daemon thread (made after a fork too)."""
+    with _STATE_LOCK:
+        if _STATE["pid"] != os.getpid() or _STATE["loop"] is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="dspex-batch-loop",
+                             daemon=True).start()
+            _STATE.update(pid=os.getpid(), loop=loop, pool=None, adapters={})
+        return _STATE["loop"]
+
+
+def _executor(threads: int) -> cf.ThreadPoolExecutor:
+    """The thread pool DSPy calls run in (grown when a run asks for more concurrency)."""
+    with _STATE_LOCK:
+        pool = _STATE["pool"]
+        if pool is None or pool._max_workers < threads:
+            if pool is not None:
+                pool.shutdown(wait=False)
+            pool = _STATE["pool"] = cf.ThreadPoolExecutor(threads,
+                                                          thread_name_prefix="dspex-batch")
+        return pool
+
+
+def _adapter(name: str | None) -> Any:
+    from dspex_lab.runtime import make_adapter
+
+    with _STATE_LOCK:
+        adapters = _STATE["adapters"]
+        if name not in adapters:
+            adapters[name] = make_adapter(name)
+        return adapters[name]
+
+
+def _speed_up_dspy() -> None:
+    """Memoize DSPy's pricing-metadata lookup (per process; it is a pure function of static
+    data). For a model the table does not list -- such as the embedded one -- DSPy scans the
+    whole table twice per call, about 3 ms of CPU, which caps a process near 200 calls/s."""
+    try:
+        from dspy.clients import costs
+    except ImportError:  # pragma: no cover
+        return
+    original = costs.model_info
+    if getattr(original, "_dspex_memo", False):
+        return
+
+    @functools.lru_cache(maxsize=1024)
+    def cached(provider: Any, model: Any, namespaces: Any) -> Any:
+        return original(provider, model, namespaces=namespaces)
+
+    def model_info(provider: Any, model: Any, *, namespaces: Any = None) -> Any:
+        try:
+            key = tuple(namespaces) if namespaces is not None else None
+            return copy.deepcopy(cached(provider, model, key))
+        except TypeError:  # unhashable arguments: no memo
+            return original(provider, model, namespaces=namespaces)
+
+    model_info._dspex_memo = True  # type: ignore[attr-defined]
+    costs.model_info = model_info

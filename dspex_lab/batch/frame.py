@@ -1,0 +1,128 @@
+"""Result parts (Arrow tables, one per chunk) -> the output DataFrame and its usage totals.
+
+The output keeps the input rows as they were (same order, same index, same dtypes) and adds
+one Arrow-backed column per output field, then ``error``, ``latency_ms``, ``prompt_tokens``,
+``completion_tokens``, ``cost`` and ``cached``. A name that is already an input column gets
+the suffix ``_pred`` (outputs) or ``_run`` (bookkeeping), so no input column is overwritten.
+
+    >>> part = result_part([0], {"answer": ["4"]}, errors=[None], cached=True)
+    >>> assemble(batch, ordered([part], ("answer",), 1)).columns.tolist()
+    ['question', 'answer', 'error', 'latency_ms', 'prompt_tokens', 'completion_tokens', 'cost', 'cached']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dspex_lab.batch.chunk import META_COLUMNS, to_arrow_values
+from dspex_lab.batch.inputs import InputBatch
+from dspex_lab.batch.spill import ROW
+
+__all__ = ["RESULT_COLUMNS", "assemble", "ordered", "result_part", "usage_totals", "with_rows"]
+
+RESULT_COLUMNS = (*META_COLUMNS, "cached")
+"""The bookkeeping columns of every result, after the output fields."""
+
+_META_TYPES = {"error": pa.string(), "latency_ms": pa.float64(), "prompt_tokens": pa.int64(),
+               "completion_tokens": pa.int64(), "cost": pa.float64(), "cached": pa.bool_()}
+
+
+def with_rows(table: pa.Table, rows: Sequence[int], cached: bool = False) -> pa.Table:
+    """A chunk's result table plus its ``cached`` flag and ``__row__`` numbers."""
+    table = table.append_column("cached", pa.array([cached] * table.num_rows, pa.bool_()))
+    return table.append_column(ROW, pa.array(rows, pa.int64()))
+
+
+def result_part(rows: Sequence[int], outputs: dict[str, list[Any]], *,
+                errors: Sequence[str | None], cached: bool = False,
+                prompt_tokens: Sequence[int] | None = None,
+                completion_tokens: Sequence[int] | None = None,
+                cost: Sequence[float] | None = None) -> pa.Table:
+    """A result table built in the kernel: cache hits, resumed rows, or rows that errored
+    without a call (invalid inputs, circuit open, budget, interrupt)."""
+    n = len(rows)
+    columns: dict[str, Any] = {name: to_arrow_values(list(values))
+                               for name, values in outputs.items()}
+    columns["error"] = pa.array(list(errors), pa.string())
+    columns["latency_ms"] = pa.array([0.0] * n, pa.float64())
+    columns["prompt_tokens"] = pa.array(list(prompt_tokens or [0] * n), pa.int64())
+    columns["completion_tokens"] = pa.array(list(completion_tokens or [0] * n), pa.int64())
+    columns["cost"] = pa.array(list(cost or [0.0] * n), pa.float64())
+    columns["cached"] = pa.array([cached] * n, pa.bool_())
+    columns[ROW] = pa.array(list(rows), pa.int64())
+    return pa.table(columns)
+
+
+def ordered(parts: list[pa.Table], output_names: Sequence[str], n_rows: int) -> pa.Table:
+    """All parts as one table in row order: output columns, then the bookkeeping columns."""
+    parts = [p for p in parts if p.num_rows]
+    if parts:
+        table = pa.concat_tables(parts, promote_options="permissive")
+        table = table.take(pc.sort_indices(table.column(ROW)))
+    else:
+        table = pa.table({**{n: pa.array([], pa.string()) for n in output_names},
+                          **{k: pa.array([], t) for k, t in _META_TYPES.items()},
+                          ROW: pa.array([], pa.int64())})
+    if table.num_rows != n_rows:
+        raise RuntimeError(f"internal error: {table.num_rows} results for {n_rows} rows")
+    extras = [c for c in table.column_names
+              if c not in output_names and c not in _META_TYPES and c != ROW]
+    names = [*[n for n in output_names if n in table.column_names], *extras]
+    for name in output_names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+            names.append(name)
+    columns = {name: table.column(name) for name in names}
+    for meta, typ in _META_TYPES.items():
+        columns[meta] = table.column(meta).cast(typ)
+    return pa.table(columns)
+
+
+def assemble(batch: InputBatch, results: pa.Table) -> Any:
+    """The output DataFrame: the input rows plus the ``ordered`` result columns."""
+    import pandas as pd
+
+    from dspex_lab.exchange import to_pandas
+
+    base = batch.source if isinstance(batch.source, pd.DataFrame) else to_pandas(batch.source)
+    frame = to_pandas(results)
+    taken = {str(c) for c in base.columns}
+    renamed = {}
+    for name in frame.columns:
+        new = name
+        if name in taken:
+            new = f"{name}_run" if name in _META_TYPES else f"{name}_pred"
+        renamed[name] = new
+        taken.add(new)
+    frame = frame.rename(columns=renamed)
+    frame.index = base.index
+    out = pd.concat([base, frame], axis=1) if len(base.columns) else frame
+    out.attrs = {}
+    return out
+
+
+def usage_totals(results: pa.Table, wall_s: float, **extra: Any) -> dict[str, Any]:
+    """Totals over ``ordered`` results: rows, errors, tokens, cost, cached rows, wall time and
+    rows/s."""
+    def total(name: str) -> Any:
+        value = pc.sum(results.column(name)).as_py()
+        return value or 0
+
+    rows = results.num_rows
+    prompt, completion = int(total("prompt_tokens")), int(total("completion_tokens"))
+    return {
+        "rows": rows,
+        "errors": rows - results.column("error").null_count,
+        "cached": int(total("cached")),
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "cost": float(total("cost")),
+        "wall_s": wall_s,
+        "rows_per_s": rows / wall_s if wall_s > 0 else 0.0,
+        **extra,
+    }

@@ -1,0 +1,163 @@
+"""Who retries, how long to wait, and when to stop calling a failing LM.
+
+dspex_lab owns retries of batch LM calls: the ``dspy.LM`` a batch uses is a copy with
+``num_retries=0`` (DSPy and litellm would otherwise retry too, multiplying attempts). A failed
+call is classified once (``classify``); 429s, 5xx, timeouts and connection errors are retried
+with exponential backoff and full jitter, honouring ``Retry-After``. A ``CircuitBreaker`` stops
+calling an LM that keeps failing; the rows left then error with ``CircuitOpen``.
+
+    >>> policy = RetryPolicy(max_retries=3, base_delay=0.5, max_delay=8)
+    >>> 0 <= policy.backoff(2) <= 2.0
+    True
+    >>> policy.backoff(0, retry_after=1.5)
+    1.5
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BreakerConfig", "CircuitBreaker", "Failure", "RetryPolicy", "classify"]
+
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: attempt ``k`` waits ``U(0, base * 2**k)``, capped
+    at ``max_delay``; a server's ``Retry-After`` (capped at ``max_retry_after``) wins."""
+
+    max_retries: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError(
+                f"RetryPolicy needs non-negative values, got max_retries={self.max_retries}, "
+                f"base_delay={self.base_delay}, max_delay={self.max_delay}.")
+
+    def backoff(self, attempt: int, retry_after: float | None = None,
+                rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``attempt + 1`` (``attempt`` counts from 0)."""
+        if retry_after is not None and retry_after >= 0:
+            return min(float(retry_after), self.max_retry_after)
+        ceiling = min(self.max_delay, self.base_delay * (2 ** min(attempt, 30)))
+        return (rng or random).uniform(0.0, ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a failed LM call should be treated."""
+
+    retryable: bool
+    status: int | None = None
+    retry_after: float | None = None
+    rate_limited: bool = False
+
+    @property
+    def lm_down(self) -> bool:
+        """A failure that says the LM itself is unwell (5xx, timeout, connection), which is
+        what the circuit breaker counts; a 429 only asks us to slow down."""
+        return self.retryable and not self.rate_limited
+
+
+def classify(exc: BaseException) -> Failure:
+    """Classify an exception raised by an LM call (DSPy's error tree, dspex_lab's ``LMError``,
+    or plain timeouts and connection errors)."""
+    status = _int_or_none(getattr(exc, "status", None) or getattr(exc, "status_code", None))
+    retry_after = _float_or_none(getattr(exc, "retry_after", None))
+    rate_limited = status == 429 or type(exc).__name__ in ("LMRateLimitError", "RateLimitError")
+    retryable = rate_limited or _dspy_retryable(exc)
+    if not retryable:
+        explicit = getattr(exc, "retryable", None)
+        if explicit is not None:
+            retryable = bool(explicit)
+        elif status is not None:
+            retryable = status in _RETRYABLE_STATUS
+        else:
+            retryable = isinstance(exc, TimeoutError | ConnectionError)
+    from dspex_lab.errors import CircuitOpen
+
+    if isinstance(exc, CircuitOpen):
+        retryable = False
+    return Failure(retryable, status, retry_after, rate_limited)
+
+
+def _dspy_retryable(exc: BaseException) -> bool:
+    try:
+        from dspy.utils.exceptions import is_retryable_lm_error
+    except ImportError:  # pragma: no cover - DSPy is a dependency
+        return False
+    return isinstance(exc, Exception) and is_retryable_lm_error(exc)
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """Open the circuit after ``failures`` LM-down failures in a row with no success for
+    ``seconds`` seconds. ``enabled=False`` never opens it."""
+
+    failures: int = 50
+    seconds: float = 10.0
+    enabled: bool = True
+
+
+class CircuitBreaker:
+    """Counts consecutive LM-down failures (429s excluded); ``open`` once the config's limits
+    are both reached. A success closes it again. Not thread-safe: one per event loop.
+
+    >>> breaker = CircuitBreaker(BreakerConfig(failures=2, seconds=0))
+    >>> breaker.record(ok=False); breaker.record(ok=False); breaker.open
+    True
+    """
+
+    def __init__(self, config: BreakerConfig | None = None,
+                 clock: Any = time.monotonic) -> None:
+        self.config = config or BreakerConfig()
+        self._clock = clock
+        self.consecutive = 0
+        self.last_success = clock()
+        self.last_error: str | None = None
+        self.opened = False
+
+    def record(self, ok: bool, error: str | None = None) -> None:
+        """Record one attempt's outcome (only successes and LM-down failures)."""
+        if ok:
+            self.consecutive = 0
+            self.last_success = self._clock()
+            return
+        self.consecutive += 1
+        self.last_error = error
+        cfg = self.config
+        if (cfg.enabled and self.consecutive >= cfg.failures
+                and self._clock() - self.last_success >= cfg.seconds):
+            self.opened = True
+
+    @property
+    def open(self) -> bool:
+        return self.opened
+
+    def message(self) -> str:
+        """The sentence rows get when the circuit is open."""
+        last = f" The last error was: {self.last_error}" if self.last_error else ""
+        return (f"The circuit breaker is open: the LM failed {self.consecutive} times in a row "
+                f"with no success for {self.config.seconds:g} s, so dspex_lab stopped calling "
+                f"it.{last} Check the LM, then re-run: finished rows come from the cache.")

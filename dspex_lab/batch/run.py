@@ -1,0 +1,447 @@
+"""``run``: a signature or DSPy program over every row of a DataFrame, in worker processes.
+
+    >>> import dspex_lab
+    >>> df = dspex_lab.run("question -> answer", questions)            # a DataFrame
+    >>> df[["question", "answer", "error", "latency_ms", "cost"]].head()
+    >>> df.attrs["usage"]                     # rows, errors, tokens, cost, wall_s, rows_per_s
+
+What happens: the input columns are checked and every row validated in the kernel (no LM call
+for a bad one); rows already answered come from the result cache (the ``native`` route) or,
+with ``resume=True``, from the run's spill; the rest travel to the pool as Arrow chunks, run
+with many LM calls in flight per worker, and come back as Arrow. Each finished chunk goes to
+the cache and the spill at once, so an interrupt, a crash or a kernel restart loses nothing:
+``dspex_lab.last_run()`` holds the latest (possibly partial) frame, and a re-run computes only
+what is missing. Telemetry: ``run.started``, ``run.progress``, ``run.finished``, one
+``router.route`` per chunk and one ``lm.call`` per row (in the kernel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from dspex_lab import telemetry
+from dspex_lab.batch import replay as _replay
+from dspex_lab.batch.chunk import ChunkOptions, ChunkTask, run_chunk
+from dspex_lab.batch.concurrency import SharedLimit
+from dspex_lab.batch.frame import assemble, ordered, result_part, usage_totals, with_rows
+from dspex_lab.batch.inputs import InputBatch, prepare_inputs, row_keys
+from dspex_lab.batch.progress import Progress
+from dspex_lab.batch.retry import BreakerConfig, RetryPolicy
+from dspex_lab.batch.schedule import Budget, Scheduler
+from dspex_lab.batch.spill import ROW, Spill
+from dspex_lab.errors import BudgetExceeded, ConfigurationError, RunError
+from dspex_lab.programs import Program, as_program
+from dspex_lab.router import get_router, register
+
+__all__ = ["RunOptions", "last_run", "run"]
+
+register("run", "pool", run_chunk, pool="general",
+         doc="run: DataFrame rows in Arrow chunks on a worker pool (cache hits: native)")
+
+_LAST: dict[str, Any] = {"frame": None}
+
+
+def last_run() -> Any:
+    """The frame of the latest ``run`` in this kernel: complete, or partial after an error,
+    an interrupt or a stop (rows not run have an ``error``).
+
+    >>> dspex_lab.last_run()["error"].isna().sum()
+    """
+    return _LAST["frame"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Every knob of ``run`` besides the program, the data and the LM (see ``run``)."""
+
+    columns: Mapping[str, str] | None = None
+    concurrency: int | None = None
+    pool: Any = "general"
+    on_error: str = "record"
+    cache: bool = True
+    progress: bool = True
+    adapter: str | None = None
+    temperature: float | None = None
+    budget_usd: float | None = None
+    on_budget: str = "stop"
+    resume: bool = False
+    spill: Any = None
+    transport: str = "dspy"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = 60.0
+    rpm: float | None = None
+    tpm: float | None = None
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice("on_error", self.on_error, ("record", "raise"))
+        _choice("on_budget", self.on_budget, ("stop", "warn"))
+        _choice("transport", self.transport, ("dspy", "fast"))
+        for name in ("concurrency", "budget_usd", "rpm", "tpm", "chunk_size", "timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigurationError(f"{name}={value!r} must be a positive number or None.")
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigurationError(
+            f"{name}={value!r} is not valid; use one of: {', '.join(map(repr, allowed))}.")
+
+
+def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
+        concurrency: int | None = None, pool: Any = "general", lm: Any = None,
+        on_error: str = "record", cache: bool = True, progress: bool = True,
+        adapter: str | None = None, temperature: float | None = None,
+        budget_usd: float | None = None, on_budget: str = "stop", resume: bool = False,
+        spill: Any = None, module: str = "predict", transport: str = "dspy",
+        max_retries: int = 5, retry: RetryPolicy | None = None, timeout: float | None = 60.0,
+        rpm: float | None = None, tpm: float | None = None,
+        circuit_breaker: bool | BreakerConfig = True, chunk_size: int | None = None) -> Any:
+    """Run ``program`` on every row of ``data``; returns a pandas DataFrame.
+
+    ``program``: a signature string, ``Signature``, ``dspy.Module`` or ``Program`` (``module``
+    picks ``predict``/``cot``/``react`` for signatures). ``data``: a DataFrame, an Arrow table
+    (or anything with ``__arrow_c_stream__``) or a list of dicts; input fields read the
+    columns of the same name, or ``columns={"field": "column"}``.
+
+    The result holds the input rows in order plus one column per output field (``reasoning``
+    too for CoT), ``error``, ``latency_ms``, ``prompt_tokens``, ``completion_tokens``, ``cost``
+    and ``cached``; ``df.attrs["usage"]`` has the totals. Options:
+
+    - ``concurrency``: LM calls in flight across all workers (default 16 per worker, at most
+      64), adapted down on 429s (AIMD); ``rpm``/``tpm`` cap requests/tokens per minute.
+    - ``on_error``: ``"record"`` (errors in the ``error`` column) or ``"raise"`` (``RunError``
+      after the batch, listing the failed rows; the frame is in ``last_run()``).
+    - retries: 429/5xx/timeouts, ``max_retries`` times with backoff + jitter and Retry-After
+      (``retry=RetryPolicy(...)`` for more control); ``circuit_breaker`` stops calling an LM
+      that keeps failing (``BreakerConfig(...)`` to tune, False to disable).
+    - ``cache``: answer rows seen before (same program, inputs, LM and options) from the
+      result cache; ``resume``/``spill``: re-attach to the spill of an interrupted run.
+    - ``budget_usd`` with ``on_budget="stop"`` (no new work once the projected spend would pass
+      it; rows left get ``BudgetExceeded``) or ``"warn"``.
+    - ``transport="fast"``: Predict/CoT on OpenAI-compatible endpoints skip ``dspy.LM``'s
+      per-call overhead (see ``dspex_lab.batch.transport``); default: the real ``dspy.LM``.
+
+    >>> df = run("question -> answer", [{"question": "What is 2 + 2?"}], progress=False)
+    >>> df.loc[0, "answer"], df.attrs["usage"]["rows"]
+    ('4', 1)
+    """
+    breaker = circuit_breaker if isinstance(circuit_breaker, BreakerConfig) else BreakerConfig(
+        enabled=bool(circuit_breaker))
+    options = RunOptions(
+        columns=columns, concurrency=concurrency, pool=pool, on_error=on_error, cache=cache,
+        progress=progress, adapter=adapter, temperature=temperature, budget_usd=budget_usd,
+        on_budget=on_budget, resume=resume, spill=spill, transport=transport,
+        retry=retry or RetryPolicy(max_retries=max_retries), timeout=timeout, rpm=rpm, tpm=tpm,
+        breaker=breaker, chunk_size=chunk_size)
+    from dspex_lab.calls import resolve_lm
+
+    prog = as_program(program, module=module)
+    spec = resolve_lm(lm)
+    batch = prepare_inputs(prog, data, columns)
+    return _Run(prog, spec, batch, options).execute()
+
+
+def resolve_pool(pool: Any) -> tuple[Any, str]:
+    """The pool object and its name (a name is looked up with ``get_pool``)."""
+    if isinstance(pool, str):
+        from dspex_lab.workers import get_pool
+
+        return get_pool(pool), pool
+    if not hasattr(pool, "submit"):
+        raise ConfigurationError(
+            f"pool={pool!r} is neither a pool name nor an object with submit(); pass e.g. "
+            "pool='general'.")
+    return pool, str(getattr(pool, "name", type(pool).__name__))
+
+
+def pool_slots(pool: Any) -> int:
+    """How many chunks the pool runs at once (its worker count)."""
+    return max(1, int(getattr(pool, "size", None) or getattr(pool, "_max_workers", 1)))
+
+
+class _Run:
+    """One execution of ``run``: state, bookkeeping and the result."""
+
+    def __init__(self, program: Program, spec: Any, batch: InputBatch, options: RunOptions
+                 ) -> None:
+        from dspex_lab.calls import lm_identity
+
+        self.program, self.spec, self.batch, self.options = program, spec, batch, options
+        self.model = str(getattr(spec, "model", spec))
+        self.replay = _replay.current()
+        self.keys, self.invalid = row_keys(program, batch.table, lm_identity(spec),
+                                           adapter=options.adapter,
+                                           temperature=options.temperature)
+        self.run_id = _run_id(self.keys, self.invalid, program, options)
+        self.n = batch.num_rows
+        self.done = np.zeros(self.n, dtype=bool)
+        self.parts: list[pa.Table] = []
+        self.counts = {"rows": 0, "errors": 0, "tokens": 0, "cost": 0.0, "retries": 0,
+                       "rate_limited": 0, "fast_rows": 0}
+        self.notes: dict[str, Any] = {}
+        self.started = time.perf_counter()
+        self.pool_name = options.pool if isinstance(options.pool, str) else None
+        self.route = "pool"
+        self.bar: Progress | None = None
+        self.spill: Spill | None = None
+
+    # -- the phases ---------------------------------------------------------------------------
+
+    def execute(self) -> Any:
+        status = "failed"
+        try:
+            self.spill = Spill.open(self.options.spill, self.run_id, self.n,
+                                    self.options.resume,
+                                    {"program": repr(self.program), "model": self.model})
+            self._answer_without_calls()
+            telemetry.emit("run.started", run_id=self.run_id, rows=self.n,
+                           pending=int((~self.done).sum()), cached=self.counts["rows"],
+                           program=repr(self.program), model=self.model, pool=self.pool_name,
+                           transport=self.options.transport)
+            self.bar = Progress(self.n, self.options.progress, initial=int(self.done.sum()))
+            status = self._compute() if not self.done.all() else "finished"
+        finally:
+            frame = self._finish(status)
+        if status == "interrupted":
+            warnings.warn(f"The run was interrupted: {int(self.done.sum()):,} of {self.n:,} "
+                          "rows finished and are returned (also in dspex_lab.last_run()); "
+                          "run it again to compute only the rest.", stacklevel=3)
+        self._maybe_raise(frame)
+        return frame
+
+    def _answer_without_calls(self) -> None:
+        """Rows that need no LM call: invalid inputs, resumed rows, cache hits."""
+        if self.invalid:
+            rows = sorted(self.invalid)
+            self._add(result_part(rows, {}, errors=[self.invalid[r] for r in rows]), "native")
+        if self.options.resume and self.spill is not None:
+            self._resume()
+        if self.options.cache and not (self.replay and self.replay.mode == "record"):
+            self._from_cache()
+
+    def _resume(self) -> None:
+        table = self.spill.load() if self.spill else None
+        if table is None:
+            return
+        table = table.filter(pa.compute.is_null(table.column("error")))
+        rows = table.column(ROW).to_numpy()
+        keep = ~self.done[rows]
+        if keep.any():
+            self.notes["resumed"] = int(keep.sum())
+            self._add(table.filter(pa.array(keep)), "resumed", spill=False)
+
+    def _from_cache(self) -> None:
+        from dspex_lab.cache import get_cache
+
+        wanted = [i for i in np.flatnonzero(~self.done) if self.keys[i] is not None]
+        hits = get_cache().get_many([self.keys[i] for i in wanted])
+        rows = [i for i in wanted if self.keys[i] in hits]
+        if not rows:
+            return
+        values = [hits[self.keys[i]] for i in rows]
+        names = list(dict.fromkeys(k for v in values for k in (v.get("outputs") or {})))
+        outputs = {n: [(v.get("outputs") or {}).get(n) for v in values] for n in names}
+        self._add(result_part(rows, outputs, errors=[None] * len(rows), cached=True), "native")
+        get_router().plan("run")  # the operation exists; cache hits are the native route
+        telemetry.emit("router.route", operation="run", route="native", reason="cached answers",
+                       pool=None, rows=len(rows), run_id=self.run_id)
+
+    def _compute(self) -> str:
+        pool, self.pool_name = resolve_pool(self.options.pool)
+        slots = pool_slots(pool)
+        self.route = getattr(pool, "kind", "pool")
+        total = self.options.concurrency or min(64, 16 * slots)
+        limit = SharedLimit(total, min(slots, total))
+        opts = self.options
+        chunk_options = ChunkOptions(adapter=opts.adapter, temperature=opts.temperature,
+                                     timeout=opts.timeout, retry=opts.retry,
+                                     breaker=opts.breaker, transport=opts.transport,
+                                     replay=self.replay)
+        share = min(slots, total)
+
+        def make_task(concurrency: int, generation: int) -> ChunkTask:
+            return ChunkTask(self.program, self.spec, chunk_options, concurrency,
+                             rpm=opts.rpm / share if opts.rpm else None,
+                             tpm=opts.tpm / share if opts.tpm else None,
+                             generation=generation)
+
+        budget = Budget(opts.budget_usd, opts.on_budget) if opts.budget_usd else None
+        self.budget = budget
+        scheduler = Scheduler(pool, make_task, self.batch.table, np.flatnonzero(~self.done),
+                              self._on_chunk, self._on_chunk_error, slots=share, limit=limit,
+                              budget=budget, chunk_size=opts.chunk_size,
+                              on_submit=self._on_submit)
+        status, not_run = scheduler.run()
+        self.notes["concurrency"] = {"start": total, "end": int(limit.total),
+                                     "decreases": limit.decreases}
+        self._not_run(status, not_run)
+        return status
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _on_submit(self, rows: int) -> None:
+        telemetry.emit("router.route", operation="run", route=self.route,
+                       reason="runs DSPy in a worker", pool=self.pool_name, rows=rows,
+                       run_id=self.run_id)
+
+    def _on_chunk(self, rows: np.ndarray, table: pa.Table, stats: dict[str, Any]) -> None:
+        part = with_rows(table, rows)
+        for key in ("retries", "rate_limited", "fast_rows"):
+            self.counts[key] += int(stats.get(key) or 0)
+        if stats.get("fast_reason"):
+            self.notes["fast_transport"] = stats["fast_reason"]
+        if stats.get("circuit_open"):
+            self.notes["circuit"] = stats.get("circuit_message")
+        self._add(part, self.route)
+        cost = float(pa.compute.sum(table.column("cost")).as_py() or 0.0)
+        if getattr(self, "budget", None) is not None:
+            self.budget.add(cost, len(rows))
+            if self.budget.mode == "warn" and self.budget.spent > self.budget.usd \
+                    and "budget_warned" not in self.notes:
+                self.notes["budget_warned"] = True
+                warnings.warn(f"The run has spent ${self.budget.spent:.4f}, over its budget of "
+                              f"${self.budget.usd:.4f} (on_budget='warn': it goes on).",
+                              stacklevel=2)
+        if self.options.cache:
+            self._cache(rows, table)
+
+    def _on_chunk_error(self, rows: np.ndarray, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyboardInterrupt):
+            message = f"Interrupted: the run was interrupted ({exc}); this row did not run."
+        self._add(result_part(list(rows), {}, errors=[message] * len(rows)), self.route,
+                  spill=False)
+
+    def _not_run(self, status: str, rows: np.ndarray) -> None:
+        if not len(rows):
+            return
+        if status == "budget":
+            spent = self.budget.spent if getattr(self, "budget", None) else 0.0
+            message = (f"BudgetExceeded: not run; the run stopped at ${spent:.4f} to stay "
+                       f"within budget_usd={self.options.budget_usd}.")
+            warnings.warn(f"The budget of ${self.options.budget_usd} was reached: "
+                          f"{len(rows):,} rows were not run.", stacklevel=4)
+        elif status == "circuit_open":
+            message = f"CircuitOpen: {self.notes.get('circuit') or 'the LM kept failing'}"
+            warnings.warn(f"The circuit breaker opened: {len(rows):,} rows were not sent. "
+                          f"{self.notes.get('circuit')}", stacklevel=4)
+        elif status == "interrupted":
+            message = "Interrupted: the run was interrupted before this row ran."
+        else:
+            message = f"PoolError: the pool stopped working ({status}); this row did not run."
+        self._add(result_part(list(rows), {}, errors=[message] * len(rows)), "native",
+                  spill=False)
+
+    def _add(self, part: pa.Table, route: str, spill: bool = True) -> None:
+        """Record a result part: progress, telemetry, spill."""
+        rows = part.column(ROW).to_numpy()
+        self.done[rows] = True
+        self.parts.append(part)
+        errors = part.num_rows - part.column("error").null_count
+        p = int(pa.compute.sum(part.column("prompt_tokens")).as_py() or 0)
+        c = int(pa.compute.sum(part.column("completion_tokens")).as_py() or 0)
+        cost = float(pa.compute.sum(part.column("cost")).as_py() or 0.0)
+        self.counts["rows"] += part.num_rows
+        self.counts["errors"] += errors
+        self.counts["tokens"] += p + c
+        self.counts["cost"] += cost
+        if spill and self.spill is not None:
+            self.spill.write(part)
+        self._emit_rows(part, route)
+        if self.bar is not None:
+            self.bar.update(part.num_rows, errors, p + c, cost)
+        elapsed = time.perf_counter() - self.started
+        telemetry.emit("run.progress", run_id=self.run_id, rows_done=int(self.done.sum()),
+                       rows=self.n, errors=self.counts["errors"], tokens=self.counts["tokens"],
+                       cost=self.counts["cost"],
+                       rows_per_s=self.counts["rows"] / elapsed if elapsed else 0.0)
+
+    def _emit_rows(self, part: pa.Table, route: str) -> None:
+        cols = {name: part.column(name).to_pylist() for name in
+                (ROW, "error", "latency_ms", "prompt_tokens", "completion_tokens", "cost",
+                 "cached")}
+        pool = None if route == "native" else self.pool_name
+        for i in range(part.num_rows):
+            telemetry.emit("lm.call", operation="run", run_id=self.run_id, row=cols[ROW][i],
+                           model=self.model, latency_ms=cols["latency_ms"][i],
+                           prompt_tokens=cols["prompt_tokens"][i],
+                           completion_tokens=cols["completion_tokens"][i], cost=cols["cost"][i],
+                           error=cols["error"][i], cached=cols["cached"][i],
+                           route="native" if cols["cached"][i] else route, pool=pool)
+
+    def _cache(self, rows: np.ndarray, table: pa.Table) -> None:
+        from dspex_lab.cache import get_cache
+
+        meta = {"error", "latency_ms", "prompt_tokens", "completion_tokens", "cost"}
+        names = [c for c in table.column_names if c not in meta]
+        outputs = table.select(names).to_pylist()
+        errors = table.column("error").to_pylist()
+        p = table.column("prompt_tokens").to_pylist()
+        c = table.column("completion_tokens").to_pylist()
+        cost = table.column("cost").to_pylist()
+        items = {}
+        for i, row in enumerate(rows):
+            key = self.keys[row]
+            if errors[i] is None and key is not None:
+                items[key] = {"outputs": outputs[i], "prompt_tokens": p[i],
+                              "completion_tokens": c[i], "cost": cost[i], "model": self.model}
+        get_cache().put_many(items)
+
+    def _finish(self, status: str) -> Any:
+        if self.bar is not None:
+            if status != "finished":
+                self.bar.note(status.replace("_", " "))
+            self.bar.close()
+        missing = np.flatnonzero(~self.done)
+        if len(missing):  # an exception stopped the run: the rows left did not run
+            self._add(result_part(list(missing), {}, errors=[
+                f"NotRun: the run stopped ({status}) before this row ran."] * len(missing)),
+                "native", spill=False)
+        results = ordered(self.parts, self.program.output_names, self.n)
+        frame = assemble(self.batch, results)
+        usage = usage_totals(results, time.perf_counter() - self.started, run_id=self.run_id,
+                             status=status, model=self.model, retries=self.counts["retries"],
+                             rate_limited=self.counts["rate_limited"],
+                             fast_rows=self.counts["fast_rows"], **self.notes)
+        frame.attrs["usage"] = usage
+        frame.attrs["run_id"] = self.run_id
+        _LAST["frame"] = frame
+        if self.spill is not None:
+            self.spill.finish(status, usage)
+        telemetry.emit("run.finished", **{k: v for k, v in usage.items()
+                                          if not isinstance(v, dict)})
+        return frame
+
+    def _maybe_raise(self, frame: Any) -> None:
+        usage = frame.attrs["usage"]
+        if usage["status"] == "budget" and self.options.on_error == "raise":
+            raise BudgetExceeded(f"The run stopped at its budget of ${self.options.budget_usd}; "
+                                 "the partial frame is in dspex_lab.last_run().")
+        if self.options.on_error == "raise" and usage["errors"]:
+            failed = [int(i) for i in np.flatnonzero(frame["error"].notna().to_numpy())]
+            first = str(frame["error"].iloc[failed[0]])
+            raise RunError(failed, first, usage["rows"])
+
+
+def _run_id(keys: list[str | None], invalid: dict[int, str], program: Program,
+            options: RunOptions) -> str:
+    """A fingerprint of the program, LM, options and every row's inputs."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([program.key, options.adapter, options.temperature,
+                              options.transport], default=str).encode())
+    for i, key in enumerate(keys):
+        digest.update((key or f"invalid:{i}:{invalid.get(i, '')}").encode())
+    return digest.hexdigest()[:16] if keys else uuid.uuid4().hex[:16]

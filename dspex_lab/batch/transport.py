@@ -1,0 +1,225 @@
+"""The optional fast transport: DSPy formats and parses, a pooled HTTP client posts.
+
+``run(..., transport="fast")`` sends the chat completions of ``Predict``/``ChainOfThought``
+programs on OpenAI-compatible endpoints (``openai/<model>`` with an ``api_base``) straight
+through one pooled ``aiohttp`` session per worker, instead of through ``dspy.LM``. Everything
+that decides the answer is still DSPy's own code: the predictor's ``_forward_preprocess``
+(inputs, demos, config), the ``ChatAdapter``'s ``format`` (the exact messages DSPy would send)
+and its ``_call_postprocess``/``parse``, and the predictor's ``_forward_postprocess`` (the
+``Prediction``). What it skips is the per-call machinery of ``dspy.LM`` (engine selection,
+request canonicalisation, pricing metadata lookups, history), which costs about 3-6 ms of CPU
+per call and caps a process at roughly 200 calls/s.
+
+What differs: the request body is ``{"model", "messages", **generation settings}`` as the LM
+holds them (no provider-specific rewriting), DSPy's LM history and callbacks are not fed, and
+usage comes from the response's ``usage``. A reply the ChatAdapter cannot parse is redone on
+the normal path (where DSPy falls back to its JSONAdapter). Anything not eligible (other
+modules, adapters or providers, callbacks, ``n > 1``) uses the normal path; ``eligible()``
+says why. The default transport is always the real ``dspy.LM``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from dspex_lab.batch import replay as _replay
+
+__all__ = ["FastTransport", "NotEligible", "fast_transport"]
+
+_CLIENT_KEYS = frozenset({"api_key", "api_base", "base_url", "headers", "extra_headers",
+                          "timeout", "api_version", "organization", "project", "extra_query",
+                          "custom_llm_provider", "num_retries", "rollout_id", "prompt_cache",
+                          "cache"})
+_SESSIONS: dict[tuple[int, str], Any] = {}
+
+
+class NotEligible(Exception):
+    """This row (or program) must take the normal DSPy path; the message says why."""
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    url: str
+    model: str
+    headers: dict[str, str]
+    settings: dict[str, Any]
+    timeout: float | None
+
+
+def _endpoint(lm: Any, timeout: float | None) -> _Endpoint:
+    import dspy
+
+    if type(lm) is not dspy.LM:
+        raise NotEligible(f"the LM is a {type(lm).__name__}, not a plain dspy.LM")
+    if lm.model_type != "chat" or not lm.model.startswith("openai/"):
+        raise NotEligible(f"model {lm.model!r} is not an openai/ chat model")
+    if lm.callbacks or not isinstance(getattr(lm, "_engine_spec", "auto"), str):
+        raise NotEligible("the LM has callbacks or a custom engine")
+    kwargs = dict(lm.kwargs)
+    base = kwargs.get("api_base") or kwargs.get("base_url")
+    if not base:
+        raise NotEligible("the LM has no api_base (only explicit OpenAI-compatible endpoints)")
+    if (kwargs.get("n") or 1) > 1 or kwargs.get("headers") or kwargs.get("extra_headers"):
+        raise NotEligible("n > 1 or custom headers")
+    headers = {"Content-Type": "application/json"}
+    if kwargs.get("api_key"):
+        headers["Authorization"] = f"Bearer {kwargs['api_key']}"
+    settings = {k: v for k, v in kwargs.items() if k not in _CLIENT_KEYS and v is not None}
+    return _Endpoint(str(base).rstrip("/") + "/chat/completions", lm.model.split("/", 1)[1],
+                     headers, settings, timeout)
+
+
+def _predictor(module: Any) -> Any:
+    import dspy
+
+    if type(module) is dspy.Predict:
+        return module
+    if type(module) is dspy.ChainOfThought and type(module.predict) is dspy.Predict:
+        return module.predict
+    raise NotEligible(f"{type(module).__name__} is not a plain Predict or ChainOfThought")
+
+
+def _adapter(adapter: Any, predictor: Any, lm: Any) -> Any:
+    import dspy
+    from dspy.adapters.decision import resolve_adapter
+
+    adapter = adapter or dspy.ChatAdapter()
+    if type(adapter) is not dspy.ChatAdapter or adapter.use_native_function_calling:
+        raise NotEligible("the adapter is not a plain ChatAdapter")
+    if adapter.callbacks or dspy.settings.callbacks:
+        raise NotEligible("callbacks are configured")
+    sig = predictor.signature
+    if resolve_adapter(lm, adapter, sig, predictor.fields, sig) is not adapter:
+        raise NotEligible("the signature has decision fields")
+    native = tuple(adapter.native_response_types)
+    if any(f.annotation in native for f in sig.output_fields.values()):
+        raise NotEligible("an output uses a native LM feature (e.g. citations)")
+    return adapter
+
+
+class FastTransport:
+    """Runs one eligible program on one LM; build with ``fast_transport`` (checks eligibility)."""
+
+    def __init__(self, module: Any, lm: Any, adapter: Any, timeout: float | None) -> None:
+        self.predictor = _predictor(module)
+        self.endpoint = _endpoint(lm, timeout)
+        self.lm = lm
+        self.adapter = _adapter(adapter, self.predictor, lm)
+
+    async def acall(self, inputs: dict[str, Any]) -> tuple[Any, int, int]:
+        """One row: ``(prediction, prompt_tokens, completion_tokens)``; raises DSPy's LM errors
+        (so retries classify them) or ``NotEligible`` when the normal path must redo it."""
+        pred = self.predictor
+        lm, config, signature, demos, kwargs = pred._forward_preprocess(lm=self.lm, **inputs)
+        if any(k in config for k in ("tools", "tool_choice", "n", "prediction")):
+            raise NotEligible("the call has tools, n or predicted outputs")
+        messages = self.adapter.format(signature, demos, kwargs)
+        settings = {**self.endpoint.settings,
+                    **{k: v for k, v in config.items() if k not in _CLIENT_KEYS}}
+        text, prompt_tokens, completion_tokens = await self._complete(messages, settings)
+        try:
+            completions = self.adapter._call_postprocess(signature, signature, [text], lm, config)
+        except Exception as exc:  # DSPy would retry with its JSONAdapter: let it
+            raise NotEligible(f"the ChatAdapter could not parse the reply ({exc})") from exc
+        return pred._forward_postprocess(completions, signature, **kwargs), prompt_tokens, \
+            completion_tokens
+
+    async def _complete(self, messages: list[dict[str, Any]], settings: dict[str, Any]
+                        ) -> tuple[str, int, int]:
+        config = _replay.current()
+        key = None
+        if config is not None:
+            key = _replay.request_key(self.lm.model, messages, settings)
+            if config.mode == "replay":
+                entry = _replay.lookup(config, key, self.lm.model, messages)
+                if entry is not None:
+                    usage = entry.get("usage") or {}
+                    return (_replay.entry_text(entry), int(usage.get("prompt_tokens") or 0),
+                            int(usage.get("completion_tokens") or 0))
+        body = {"model": self.endpoint.model, "messages": messages, **settings}
+        data = await _post(self.endpoint, body)
+        try:
+            message = data["choices"][0]["message"]
+            text = message.get("content") or ""
+            usage = data.get("usage") or {}
+            prompt, completion = int(usage.get("prompt_tokens") or 0), int(
+                usage.get("completion_tokens") or 0)
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise NotEligible(f"the reply is not a chat completion ({exc})") from exc
+        if message.get("tool_calls"):
+            raise NotEligible("the reply has tool calls")
+        if config is not None and config.mode == "record" and key is not None:
+            _replay.store(config).append(key, _replay.text_entry(
+                data.get("model") or self.endpoint.model, text, prompt, completion))
+        return text, prompt, completion
+
+
+async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+    from dspy.utils import exceptions as dx
+
+    session = _session(endpoint.url)
+    timeout = aiohttp.ClientTimeout(total=endpoint.timeout) if endpoint.timeout else None
+    model = f"openai/{endpoint.model}"
+    try:
+        async with session.post(endpoint.url, data=json.dumps(body), headers=endpoint.headers,
+                                timeout=timeout) as resp:
+            raw = await resp.read()
+            status = resp.status
+            retry_after = resp.headers.get("Retry-After")
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise dx.LMTimeoutError(f"No reply within {endpoint.timeout} s.", model=model,
+                                provider="openai") from exc
+    except aiohttp.ClientError as exc:
+        raise dx.LMTransportError(f"{type(exc).__name__}: {exc}", model=model,
+                                  provider="openai") from exc
+    if status == 200:
+        return json.loads(raw)
+    detail = raw[:300].decode("utf-8", "replace")
+    wait = _seconds(retry_after)
+    cls = (dx.LMRateLimitError if status == 429 else dx.LMServerError if status >= 500
+           else dx.LMAuthError if status in (401, 403) else dx.LMInvalidRequestError)
+    raise cls(f"HTTP {status}: {detail}", model=model, provider="openai", status=status,
+              retry_after=wait)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _session(url: str) -> Any:
+    """One keep-alive session per event loop (and endpoint host)."""
+    import aiohttp
+
+    loop = asyncio.get_running_loop()
+    key = (id(loop), url.split("/", 3)[2])
+    session = _SESSIONS.get(key)
+    if session is None or session.closed:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        session = _SESSIONS[key] = aiohttp.ClientSession(connector=connector)
+    return session
+
+
+_TRANSPORTS: dict[tuple[Any, ...], Any] = {}
+
+
+def fast_transport(module: Any, lm: Any, adapter: Any, timeout: float | None
+                   ) -> FastTransport | str:
+    """A (per-process cached) ``FastTransport``, or the reason the program cannot use one."""
+    key = (id(module), id(lm), id(adapter), timeout)
+    found = _TRANSPORTS.get(key)
+    if found is None:
+        try:
+            found = FastTransport(module, lm, adapter, timeout)
+        except NotEligible as exc:
+            found = str(exc)
+        if len(_TRANSPORTS) > 64:
+            _TRANSPORTS.clear()
+        _TRANSPORTS[key] = found
+    return found

@@ -1,0 +1,145 @@
+"""The result cache: program + inputs + LM config -> outputs, in memory and on disk.
+
+A cache hit is answered natively in the kernel (no IPC, no LM call). The disk layer (SQLite,
+one file) makes a re-run after a kernel restart recompute only what is missing.
+
+    >>> cache = ResultCache(path=None)            # memory only
+    >>> key = cache_key("prog", {"q": "hi"}, "lm")
+    >>> cache.put(key, {"answer": "hello"}); cache.get(key)
+    {'answer': 'hello'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+_MISSING = object()
+
+
+def default_cache_path() -> Path:
+    """``$DSPEX_CACHE_DIR/results.sqlite`` (default ``~/.cache/dspex_lab``)."""
+    root = os.environ.get("DSPEX_CACHE_DIR") or Path.home() / ".cache" / "dspex_lab"
+    return Path(root) / "results.sqlite"
+
+
+def cache_key(program_key: str, inputs: dict[str, Any], lm_key: str, **extra: Any) -> str:
+    """A stable key for one call: same program, inputs, LM and options -> same key."""
+    body = json.dumps([program_key, inputs, lm_key, extra], sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class ResultCache:
+    """A bounded in-memory LRU in front of an optional SQLite file. Thread-safe."""
+
+    def __init__(self, path: str | Path | None = None, max_items: int = 100_000) -> None:
+        self.max_items = max_items
+        self._mem: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._path = Path(path) if path else None
+        self._db: sqlite3.Connection | None = None
+        self.hits = self.misses = 0
+
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._path is None:
+            return None
+        if self._db is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self._path, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)")
+        return self._db
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The cached value for ``key``, or ``default``."""
+        with self._lock:
+            value = self._mem.get(key, _MISSING)
+            if value is not _MISSING:
+                self._mem.move_to_end(key)
+                self.hits += 1
+                return value
+            db = self._conn()
+            row = None
+            if db is not None:
+                row = db.execute("SELECT value FROM results WHERE key=?", (key,)).fetchone()
+            if row is None:
+                self.misses += 1
+                return default
+            value = json.loads(row[0])
+            self._remember(key, value)
+            self.hits += 1
+            return value
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The cached values of those keys that are present."""
+        found = {}
+        for key in keys:
+            value = self.get(key, _MISSING)
+            if value is not _MISSING:
+                found[key] = value
+        return found
+
+    def put(self, key: str, value: Any) -> None:
+        """Store a JSON-able ``value``."""
+        self.put_many({key: value})
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        """Store many values in one transaction."""
+        with self._lock:
+            for key, value in items.items():
+                self._remember(key, value)
+            db = self._conn()
+            if db is not None and items:
+                db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
+                               [(k, json.dumps(v, default=str)) for k, v in items.items()])
+                db.commit()
+
+    def _remember(self, key: str, value: Any) -> None:
+        self._mem[key] = value
+        self._mem.move_to_end(key)
+        while len(self._mem) > self.max_items:
+            self._mem.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything, on disk too."""
+        with self._lock:
+            self._mem.clear()
+            db = self._conn()
+            if db is not None:
+                db.execute("DELETE FROM results")
+                db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            db = self._conn()
+            if db is not None:
+                return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            return len(self._mem)
+
+
+_CACHE: ResultCache | None = None
+_CACHE_LOCK = threading.Lock()
+
+
+def get_cache() -> ResultCache:
+    """The process-wide result cache (disk-backed unless ``DSPEX_CACHE_DIR=off``)."""
+    global _CACHE
+    with _CACHE_LOCK:
+        if _CACHE is None:
+            off = os.environ.get("DSPEX_CACHE_DIR", "").lower() in ("off", "none", "0")
+            _CACHE = ResultCache(None if off else default_cache_path())
+        return _CACHE
+
+
+def set_cache(cache: ResultCache | None) -> None:
+    """Replace the process-wide cache (None: a fresh default on next use)."""
+    global _CACHE
+    with _CACHE_LOCK:
+        _CACHE = cache

@@ -1,0 +1,179 @@
+"""Single calls: ``predict``, ``chain_of_thought`` and ``react``.
+
+Inputs are validated in the kernel first (no IPC for a bad call); a cached answer is returned
+natively; anything else runs DSPy in a worker of the ``general`` pool, through the router.
+
+    >>> import dspex_lab
+    >>> pred = dspex_lab.predict("question -> answer", question="What is the capital of France?")
+    >>> pred.answer
+    'Paris'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dspex_lab import telemetry
+from dspex_lab.cache import cache_key, get_cache
+from dspex_lab.programs import Program, as_program
+from dspex_lab.router import get_router, register
+from dspex_lab.runtime import run_program
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """How a call went: route, latency, tokens, cost. Attached to predictions as ``_dspex``."""
+
+    operation: str
+    route: str
+    model: str
+    latency_ms: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    cached: bool
+
+
+def lm_identity(lm: Any) -> str:
+    """What identifies an LM for caching (model and settings; never the key, never the port
+    of the embedded server, which changes with every kernel)."""
+    model = str(getattr(lm, "model", lm))
+    drop = {"api_key", "callbacks"}
+    if "dspex-embedded" in model:
+        drop |= {"api_base", "base_url"}
+    kwargs = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k not in drop}
+    return f"{model}|{sorted(kwargs.items())!r}"
+
+
+def _key(program: Program, inputs: dict[str, Any], lm: Any, adapter: str | None,
+         temperature: float | None) -> str:
+    return cache_key(program.key, inputs, lm_identity(lm), adapter=adapter, temperature=temperature)
+
+
+def _native_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: str | None = None,
+                 temperature: float | None = None, cache: bool = True, inline: bool = False
+                 ) -> dict[str, Any]:
+    """Native route: a cache hit, or (only when asked with ``implementation='native'``) DSPy
+    run inline in the kernel. Anything else is declined, so the router sends it to a worker."""
+    if cache:
+        hit = get_cache().get(_key(program, inputs, lm, adapter, temperature))
+        if hit is not None:
+            return {**hit, "cached": True, "latency_ms": 0.0}
+    if inline:
+        return run_program(program, inputs, lm, adapter=adapter, temperature=temperature)
+    raise NotImplementedError("not in the cache")
+
+
+def _pool_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: str | None = None,
+               temperature: float | None = None, cache: bool = True, inline: bool = False
+               ) -> dict[str, Any]:
+    """Pool route: runs in a worker process."""
+    return run_program(program, inputs, lm, adapter=adapter, temperature=temperature)
+
+
+for _op in ("predict", "chain_of_thought", "react"):
+    register(_op, "native", _native_call, doc=f"{_op}: cached answers and inline runs")
+    register(_op, "pool", _pool_call, pool="general", doc=f"{_op}: DSPy in a worker")
+
+
+def resolve_lm(lm: Any = None) -> Any:
+    """An ``LMSpec`` from None (the configured default), a configured name, a model string or
+    a ``dspy.LM``."""
+    from dspex_lab import lm as lm_config
+
+    return lm_config.resolve(lm)
+
+
+def call_program(operation: str, program: Program, inputs: dict[str, Any], *, lm: Any = None,
+                 adapter: str | None = None, temperature: float | None = None,
+                 cache: bool = True, implementation: str | None = None,
+                 timeout: float | None = None) -> Any:
+    """Validate, route and run one call; returns a ``dspy.Prediction`` with ``_dspex`` info."""
+    import dspy
+
+    if program.signature is not None:
+        inputs = program.signature.validate_inputs(inputs)
+    spec = resolve_lm(lm)
+    start = time.perf_counter()
+    error: str | None = None
+    result: dict[str, Any] = {}
+    route = "?"
+    try:
+        result, taken = get_router().call_routed(
+            operation, program, inputs, spec, adapter=adapter, temperature=temperature,
+            cache=cache, inline=implementation == "native", implementation=implementation,
+            timeout=timeout)
+        route = taken.implementation
+        if cache and not result.get("cached"):
+            get_cache().put(_key(program, inputs, spec, adapter, temperature), _cacheable(result))
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        telemetry.emit("call", operation=operation, route=route, model=getattr(spec, "model", ""),
+                       latency_ms=(time.perf_counter() - start) * 1e3,
+                       prompt_tokens=result.get("prompt_tokens", 0),
+                       completion_tokens=result.get("completion_tokens", 0),
+                       cost=result.get("cost", 0.0), cached=bool(result.get("cached")),
+                       error=error)
+    outputs = result["outputs"]
+    if program.signature is not None:
+        checked = program.signature.validate_outputs(
+            {k: outputs[k] for k in program.output_names if k in outputs})
+        outputs = {**outputs, **checked}
+    prediction = dspy.Prediction(**outputs)
+    prediction._dspex = CallInfo(operation, route, result.get("model", getattr(spec, "model", "")),
+                                 (time.perf_counter() - start) * 1e3,
+                                 result.get("prompt_tokens", 0), result.get("completion_tokens", 0),
+                                 result.get("cost", 0.0), bool(result.get("cached")))
+    return prediction
+
+
+def _cacheable(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "latency_ms"}
+
+
+def predict(sig: Any, /, *, lm: Any = None, adapter: str | None = None,
+            temperature: float | None = None, cache: bool = True,
+            implementation: str | None = None, timeout: float | None = None,
+            **inputs: Any) -> Any:
+    """Run ``dspy.Predict`` for ``sig`` on ``inputs``; returns a ``dspy.Prediction``.
+
+    >>> predict("question -> answer", question="What is 2 + 3?").answer
+    '5'
+    """
+    return call_program("predict", as_program(sig, module="predict"), inputs, lm=lm,
+                        adapter=adapter, temperature=temperature, cache=cache,
+                        implementation=implementation, timeout=timeout)
+
+
+def chain_of_thought(sig: Any, /, *, lm: Any = None, adapter: str | None = None,
+                     temperature: float | None = None, cache: bool = True,
+                     implementation: str | None = None, timeout: float | None = None,
+                     **inputs: Any) -> Any:
+    """Run ``dspy.ChainOfThought``; the prediction has ``reasoning`` plus the outputs.
+
+    >>> chain_of_thought("question -> answer: int", question="What is 6 * 7?").answer
+    42
+    """
+    return call_program("chain_of_thought", as_program(sig, module="cot"), inputs, lm=lm,
+                        adapter=adapter, temperature=temperature, cache=cache,
+                        implementation=implementation, timeout=timeout)
+
+
+def react(sig: Any, /, *, tools: Sequence[Callable[..., Any]], lm: Any = None,
+          adapter: str | None = None, temperature: float | None = None, cache: bool = True,
+          implementation: str | None = None, timeout: float | None = None,
+          max_iters: int = 10, **inputs: Any) -> Any:
+    """Run ``dspy.ReAct`` with Python ``tools`` (notebook-defined functions work too).
+
+    >>> def add(a: int, b: int) -> int: return a + b
+    >>> react("question -> answer", tools=[add], question="What is 2 + 3?").answer
+    """
+    program = as_program(sig, module="react", tools=tools, max_iters=max_iters)
+    return call_program("react", program, inputs, lm=lm, adapter=adapter,
+                        temperature=temperature, cache=cache, implementation=implementation,
+                        timeout=timeout)

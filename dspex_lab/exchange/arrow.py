@@ -1,0 +1,253 @@
+"""DataFrame <-> Arrow: the one place where tables change representation.
+
+    >>> import pandas as pd
+    >>> table = to_arrow(pd.DataFrame({"q": ["hi", "yo"], "n": [1, 2]}))
+    >>> to_pandas(ipc_to_table(table_to_ipc(table))).dtypes.tolist()
+    [<StringDtype(na_value=nan)>, int64[pyarrow]]
+    >>> [len(part) for part in split(table, 1)]
+    [1, 1]
+
+Decisions:
+
+* The pandas index: a default ``RangeIndex`` is stored as metadata only (no column); any other
+  index is kept as a column and restored by ``to_pandas``.
+* An object column whose values Arrow cannot hold in one type (``[1, "a"]``) is an error that
+  names the column and the fix (``df[col].astype(str)``); converting silently to strings would
+  change data behind the user's back. (The worker protocol falls back to pickle for such frames.)
+* Nested values become Arrow nested types: lists of strings ``list<string>``, dicts ``struct``.
+* ``to_pandas(arrow_dtypes=True)`` gives Arrow-backed columns: strings as pandas' ``str``
+  dtype (itself Arrow-backed), dictionaries as ``category``, everything else ``pd.ArrowDtype``.
+  ``arrow_dtypes=False`` restores the dtypes recorded when the table was made from a DataFrame
+  (exact round trip), numpy defaults otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+__all__ = ["ipc_to_table", "split", "table_to_ipc", "to_arrow", "to_pandas"]
+
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+def to_arrow(data: Any, columns: list[str] | None = None) -> pa.Table:
+    """Turn table-like ``data`` into a ``pa.Table`` (zero-copy where Arrow allows).
+
+    Accepts a pandas DataFrame or Series, ``pa.Table``/``RecordBatch``/``RecordBatchReader``,
+    anything with ``__arrow_c_stream__`` (polars, duckdb), a list of row dicts, or a dict of
+    columns. ``columns`` selects and orders columns. Example::
+
+        to_arrow([{"q": "hi"}, {"q": "yo", "n": 2}])   # q: string, n: int64 (null in row 0)
+    """
+    if isinstance(data, pd.Series):
+        data = data.to_frame()
+    if isinstance(data, pd.DataFrame):
+        table = _from_pandas(data if columns is None else _select_df(data, columns))
+        return table
+    if isinstance(data, pa.Table):
+        table = data
+    elif isinstance(data, pa.RecordBatch):
+        table = pa.Table.from_batches([data])
+    elif isinstance(data, pa.RecordBatchReader):
+        table = data.read_all()
+    elif hasattr(data, "__arrow_c_stream__"):
+        table = pa.RecordBatchReader.from_stream(data).read_all()
+    elif isinstance(data, list) and all(isinstance(row, Mapping) for row in data):
+        table = _from_rows(data, columns)
+    elif isinstance(data, Mapping):
+        table = _from_columns(data)
+    else:
+        raise TypeError(
+            f"Cannot turn a {type(data).__name__} into an Arrow table; pass a pandas DataFrame, "
+            "a pyarrow Table/RecordBatch, an object with __arrow_c_stream__ (polars, duckdb), "
+            "a list of row dicts or a dict of columns.")
+    return table if columns is None else _select_table(table, columns)
+
+
+def _from_pandas(df: pd.DataFrame) -> pa.Table:
+    try:
+        return pa.Table.from_pandas(df, preserve_index=None)
+    except _CONVERSION_ERRORS as exc:
+        column = _bad_column(df, exc)
+        raise TypeError(
+            f"Column {column!r} mixes value types that Arrow cannot store in one column "
+            f"({exc}); convert it first, e.g. df[{column!r}] = df[{column!r}].astype(str)."
+        ) from exc
+    except ValueError as exc:  # duplicate column names and similar
+        raise ValueError(f"This DataFrame cannot become an Arrow table: {exc}. Rename or drop "
+                         "the offending columns first.") from exc
+
+
+def _bad_column(df: pd.DataFrame, exc: Exception) -> Any:
+    for name in df.columns:
+        column = df[name]
+        if isinstance(column, pd.DataFrame):  # duplicate names
+            continue
+        try:
+            pa.Array.from_pandas(column)
+        except _CONVERSION_ERRORS:
+            return name
+    return f"<unknown: {exc}>"
+
+
+def _from_rows(rows: list[Mapping], columns: list[str] | None) -> pa.Table:
+    if columns is None:
+        names = list(dict.fromkeys(key for row in rows for key in row))
+    else:
+        names = list(columns)
+    return _from_columns({name: [row.get(name) for row in rows] for name in names})
+
+
+def _from_columns(data: Mapping) -> pa.Table:
+    arrays = {}
+    for name, values in data.items():
+        if not isinstance(name, str):
+            raise TypeError(f"Column names must be strings; got {name!r} "
+                            f"({type(name).__name__}). Rename it, e.g. str({name!r}).")
+        try:
+            arrays[name] = pa.array(values)
+        except _CONVERSION_ERRORS as exc:
+            raise TypeError(
+                f"Column {name!r} mixes value types that Arrow cannot store in one column "
+                f"({exc}); convert its values to one type (e.g. str) first.") from exc
+    lengths = {len(a) for a in arrays.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{n}={len(a)}" for n, a in arrays.items())
+        raise ValueError(f"All columns must have the same length; got {sizes}.")
+    return pa.table(arrays)
+
+
+def _select_df(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    _check_columns(list(df.columns), columns)
+    return df[list(columns)]
+
+
+def _select_table(table: pa.Table, columns: list[str]) -> pa.Table:
+    _check_columns(table.column_names, columns)
+    return table.select(list(columns))
+
+
+def _check_columns(available: list, wanted: list[str]) -> None:
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise ValueError(f"Column(s) {missing} not found; the data has {available}.")
+
+
+def to_pandas(table: pa.Table | pa.RecordBatch, arrow_dtypes: bool = True) -> pd.DataFrame:
+    """Convert an Arrow table to a DataFrame, restoring a pandas index stored in the table.
+
+    ``arrow_dtypes=True`` gives Arrow-backed dtypes (see the module docstring); ``False``
+    gives back the exact dtypes of the DataFrame the table was made from. Example::
+
+        df = to_pandas(ipc_to_table(payload))
+    """
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"to_pandas needs a pyarrow Table or RecordBatch, not "
+                        f"{type(table).__name__}; call to_arrow(data) first.")
+    mapper = _arrow_dtype if arrow_dtypes else _recorded_arrow_dtypes(table)
+    return table.to_pandas(types_mapper=mapper, split_blocks=True)
+
+
+def _arrow_dtype(arrow_type: pa.DataType) -> Any:
+    if pa.types.is_dictionary(arrow_type):
+        return None
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return pd.StringDtype("pyarrow", na_value=float("nan"))
+    if isinstance(arrow_type, pa.BaseExtensionType):
+        return None
+    return pd.ArrowDtype(arrow_type)
+
+
+def _recorded_arrow_dtypes(table: pa.Table) -> Any:
+    """A types_mapper restoring ``pd.ArrowDtype`` columns whose type pandas cannot parse back.
+
+    pyarrow records ``list<item: string>[pyarrow]`` in the pandas metadata and then fails to
+    read it; mapping those Arrow types explicitly avoids the bug.
+    """
+    raw = (table.schema.metadata or {}).get(b"pandas")
+    if not raw:
+        return None
+    try:
+        recorded = {c.get("field_name", c.get("name")): c.get("numpy_type", "")
+                    for c in json.loads(raw).get("columns", [])}
+    except (ValueError, AttributeError):
+        return None
+    arrow_backed = set()
+    for field in table.schema:
+        if str(recorded.get(field.name, "")).endswith("[pyarrow]"):
+            arrow_backed.add(field.type)
+    if not arrow_backed:
+        return None
+    return lambda t: pd.ArrowDtype(t) if t in arrow_backed else None
+
+
+def table_to_ipc(table: pa.Table | pa.RecordBatch) -> pa.Buffer:
+    """Serialize to the Arrow IPC *stream* format in one pre-sized buffer (no reallocation).
+
+        >>> ipc_to_table(table_to_ipc(pa.table({"x": [1]}))).num_rows
+        1
+    """
+    size = ipc_size(table)
+    buffer = pa.allocate_buffer(size)
+    write_ipc(table, buffer)
+    return buffer
+
+
+def ipc_size(table: pa.Table | pa.RecordBatch) -> int:
+    """Exact size in bytes of ``table`` in the IPC stream format (computed without copying)."""
+    sink = pa.MockOutputStream()
+    _write(table, sink)
+    return sink.size()
+
+
+def write_ipc(table: pa.Table | pa.RecordBatch, target: Any) -> None:
+    """Write ``table`` as an IPC stream into ``target``: a writable buffer of ``ipc_size``
+    bytes, or a binary file (written from its current position, left open)."""
+    if hasattr(target, "write"):
+        _write(table, pa.PythonFile(target, mode="w"))
+        return
+    target = target if isinstance(target, pa.Buffer) else pa.py_buffer(target)
+    _write(table, pa.FixedSizeBufferWriter(target))
+
+
+def _write(table: pa.Table | pa.RecordBatch, sink: Any) -> None:
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write(table)
+
+
+def ipc_to_table(buf: Any) -> pa.Table:
+    """Read an IPC stream (bytes, memoryview or ``pa.Buffer``) without copying its data.
+
+    Raises ``ValueError`` naming the problem when ``buf`` is not a valid IPC stream.
+    """
+    source = buf if isinstance(buf, pa.Buffer) else pa.py_buffer(buf)
+    try:
+        table = pa.ipc.open_stream(source).read_all()
+        table.validate()
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"These {source.size} bytes are not a valid Arrow IPC stream: "
+                         f"{exc}.") from exc
+    return table
+
+
+def split(table: Any, rows_per_batch: int) -> list[pa.Table]:
+    """Cut ``table`` (anything ``to_arrow`` accepts) into zero-copy slices of at most N rows.
+
+        >>> [t.num_rows for t in split(pa.table({"x": range(5)}), 2)]
+        [2, 2, 1]
+
+    An empty table gives an empty list.
+    """
+    if not isinstance(rows_per_batch, int) or rows_per_batch < 1:
+        raise ValueError(f"rows_per_batch must be a positive integer, not {rows_per_batch!r}.")
+    if not isinstance(table, pa.Table):
+        table = to_arrow(table)
+    return [table.slice(start, rows_per_batch)
+            for start in range(0, table.num_rows, rows_per_batch)]

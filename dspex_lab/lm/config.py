@@ -1,0 +1,409 @@
+"""Which LM dspex_lab calls: one default, any number of named LMs, and an offline fallback.
+
+    >>> import dspex_lab
+    >>> dspex_lab.configure(lm="openai/gpt-4o-mini", temperature=0.0)     # any litellm model
+    >>> dspex_lab.configure(lms={"fast": "gpt-4o-mini",                  # short alias
+    ...                          "strong": {"model": "anthropic/claude-3-5-sonnet-latest",
+    ...                                     "max_tokens": 2000}})
+    >>> get_lm("fast").model
+    'openai/gpt-4o-mini'
+    >>> lm_spec()                      # picklable; what worker processes build the LM from
+    LMSpec(model='openai/gpt-4o-mini', kwargs={'temperature': 0.0})
+
+With nothing configured, ``get_lm()`` takes, in order: ``dspy.settings.lm`` if the user set it,
+the ``DSPEX_LM`` environment variable (a model string or ``embedded``), a small model of the
+first provider whose API key is in the environment, and finally the embedded offline server
+(started once per process, in a thread). The last two say so once, on stderr.
+
+API keys stay out of every repr (``LMSpec`` redacts them); they do travel inside a pickled
+``LMSpec`` because the worker needs them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from dspex_lab.errors import ConfigurationError
+from dspex_lab.telemetry import redact
+
+if TYPE_CHECKING:
+    import dspy
+
+    from dspex_lab.lm_server import LMServer
+
+__all__ = ["EMBEDDED_MODEL", "LMSpec", "configure", "embedded_server", "get_lm", "lm_spec",
+           "reset", "resolve", "resolve_model"]
+
+log = logging.getLogger("dspex_lab.lm")
+
+EMBEDDED_MODEL = "openai/dspex-embedded"
+EMBEDDED_KEY = "dspex-local"
+_EMBEDDED_NAMES = ("embedded", "dspex-embedded", EMBEDDED_MODEL)
+PROVIDER_DEFAULTS = (
+    ("OPENAI_API_KEY", "openai/gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-3-5-haiku-latest"),
+    ("GEMINI_API_KEY", "gemini/gemini-2.0-flash"),
+    ("GOOGLE_API_KEY", "gemini/gemini-2.0-flash"),
+    ("MISTRAL_API_KEY", "mistral/mistral-small-latest"),
+    ("GROQ_API_KEY", "groq/llama-3.1-8b-instant"),
+)
+_ALIAS_PREFIXES = (
+    ("gpt-", "openai"), ("chatgpt-", "openai"), ("o1", "openai"), ("o3", "openai"),
+    ("o4", "openai"), ("text-embedding-", "openai"), ("claude-", "anthropic"),
+    ("gemini-", "gemini"), ("mistral-", "mistral"), ("open-mistral", "mistral"),
+    ("codestral", "mistral"), ("command-", "cohere"),
+)
+_NOT_KWARGS = {"callbacks"}
+
+
+@dataclass(frozen=True)
+class LMSpec:
+    """A model string plus ``dspy.LM`` keyword arguments: small, picklable, hashable, and
+    never showing secrets in its repr.
+
+    >>> spec = LMSpec("openai/gpt-4o-mini", {"api_key": "sk-secret-123456", "temperature": 0})
+    >>> spec
+    LMSpec(model='openai/gpt-4o-mini', kwargs={'api_key': '***', 'temperature': 0})
+    >>> spec.build().model                                             # doctest: +SKIP
+    'openai/gpt-4o-mini'
+    """
+
+    model: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    name: str | None = field(default=None, compare=False)
+
+    def build(self) -> dspy.LM:
+        """A new ``dspy.LM`` with this model and these keyword arguments."""
+        import dspy
+
+        return dspy.LM(self.model, **dict(self.kwargs))
+
+    @property
+    def embedded(self) -> bool:
+        """True for the embedded offline server's model."""
+        return self.model == EMBEDDED_MODEL
+
+    def redacted(self) -> dict[str, Any]:
+        """The keyword arguments with secrets replaced by ``***``."""
+        return redact(dict(self.kwargs))
+
+    def with_kwargs(self, **kwargs: Any) -> LMSpec:
+        """A copy with ``kwargs`` merged in."""
+        return replace(self, kwargs={**self.kwargs, **kwargs})
+
+    def __repr__(self) -> str:
+        return f"LMSpec(model={self.model!r}, kwargs={self.redacted()!r})"
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return hash((self.model, _freeze(self.kwargs)))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple | set):
+        return tuple(_freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+# -- state --------------------------------------------------------------------------------------
+
+@dataclass
+class _State:
+    default: Any = None                      # LMSpec | dspy.LM | None (configured)
+    auto: LMSpec | None = None               # the fallback chosen when nothing is configured
+    named: dict[str, Any] = field(default_factory=dict)
+    built: dict[str | None, Any] = field(default_factory=dict)
+    server: LMServer | None = None
+    server_pid: int = 0
+    noticed: bool = False
+    dspy_default: Any = None                 # the LM we handed to dspy.configure, if any
+
+
+_LOCK = threading.RLock()
+_STATE = _State()
+
+
+def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None, **lm_kwargs: Any) -> None:
+    """Set the default LM and/or named LMs.
+
+    ``lm`` is a litellm model string (``"openai/gpt-4o-mini"``, ``"ollama_chat/llama3"``), a
+    short alias (``"gpt-4o-mini"``, ``"embedded"``), a dict with ``"model"``, an ``LMSpec`` or
+    a ``dspy.LM``; ``lm_kwargs`` go to ``dspy.LM`` (api_key, api_base, temperature, max_tokens,
+    cache, ...). Without ``lm``, ``lm_kwargs`` update the current default. ``lms`` maps names
+    to the same kinds of values (None removes a name). The default also becomes DSPy's
+    (``dspy.configure(lm=...)``) so plain DSPy code in the notebook uses it.
+
+    >>> configure(lm="gpt-4o-mini", temperature=0.2)
+    >>> configure(lms={"fast": "openai/gpt-4o-mini", "local": "ollama_chat/llama3"})
+    """
+    with _LOCK:
+        # One block per keyword group; new groups (backend=, pools=) get their own block.
+        if lm is not None or lm_kwargs:
+            _configure_default(lm, lm_kwargs)
+        if lms is not None:
+            _configure_named(lms)
+
+
+def _configure_default(lm: Any, lm_kwargs: dict[str, Any]) -> None:
+    if lm is None:
+        current = _STATE.default
+        if current is None:
+            raise ConfigurationError(
+                f"No default LM is configured, so there is nothing to apply {sorted(lm_kwargs)} "
+                "to; pass the model too, e.g. configure(lm=\"openai/gpt-4o-mini\", "
+                "temperature=0.2).")
+        lm = current if isinstance(current, LMSpec) else spec_from_lm(current)
+    _STATE.default = _entry_from(lm, lm_kwargs, name=None)
+    _STATE.built.pop(None, None)
+    _hand_to_dspy(_build(None, _STATE.default))
+
+
+def _configure_named(lms: Mapping[str, Any]) -> None:
+    if not isinstance(lms, Mapping):
+        raise ConfigurationError(f"lms must be a dict of name -> LM, got {type(lms).__name__}; "
+                                 "e.g. lms={\"fast\": \"openai/gpt-4o-mini\"}.")
+    for name, value in lms.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"LM names must be non-empty strings, got {name!r}.")
+        _STATE.built.pop(name, None)
+        if value is None:
+            _STATE.named.pop(name, None)
+        else:
+            _STATE.named[name] = _entry_from(value, {}, name=name)
+
+
+def _entry_from(value: Any, kwargs: Mapping[str, Any], name: str | None) -> Any:
+    """An ``LMSpec`` (or the user's own ``dspy.LM``) from anything ``configure`` accepts."""
+    kwargs = dict(kwargs)
+    if isinstance(value, LMSpec):
+        return replace(value.with_kwargs(**kwargs), name=name or value.name)
+    if isinstance(value, str):
+        return LMSpec(resolve_model(value), kwargs, name=name)
+    if isinstance(value, Mapping):
+        data = dict(value)
+        model = data.pop("model", None)
+        if not isinstance(model, str):
+            raise ConfigurationError(
+                f"The LM settings {redact(dict(value))!r} have no 'model'; add one, e.g. "
+                "{\"model\": \"openai/gpt-4o-mini\", \"temperature\": 0}.")
+        return LMSpec(resolve_model(model), {**data, **kwargs}, name=name)
+    if _is_dspy_lm(value):
+        return value.copy(**kwargs) if kwargs else value
+    raise ConfigurationError(
+        f"Cannot use {type(value).__name__} {value!r} as an LM; pass a model string such as "
+        "\"openai/gpt-4o-mini\", a dict with \"model\", an LMSpec or a dspy.LM.")
+
+
+def _is_dspy_lm(value: Any) -> bool:
+    if "dspy" not in sys.modules:
+        return False
+    import dspy
+
+    return isinstance(value, dspy.BaseLM)
+
+
+def resolve_model(name: str) -> str:
+    """A full litellm model string from a model string or a short alias.
+
+    >>> resolve_model("gpt-4o-mini"), resolve_model("embedded")
+    ('openai/gpt-4o-mini', 'openai/dspex-embedded')
+    """
+    name = name.strip()
+    if name in _EMBEDDED_NAMES:
+        return EMBEDDED_MODEL
+    if "/" in name:
+        return name
+    for prefix, provider in _ALIAS_PREFIXES:
+        if name.startswith(prefix):
+            return f"{provider}/{name}"
+    raise ConfigurationError(
+        f"Cannot tell which provider serves the model {name!r}; write it as "
+        f"'provider/model', e.g. 'openai/{name}', 'anthropic/{name}' or 'ollama_chat/{name}'.")
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+def get_lm(name: str | None = None) -> dspy.LM:
+    """The configured default LM, or the named one (built once, then reused).
+
+    >>> get_lm().model          # nothing configured, no API key  # doctest: +SKIP
+    dspex_lab: no LM configured and no provider API key found; using the embedded offline ...
+    'openai/dspex-embedded'
+    """
+    with _LOCK:
+        key, entry = _entry(name)
+        return _build(key, entry)
+
+
+def lm_spec(name: str | None = None) -> LMSpec:
+    """The ``LMSpec`` that worker processes use to build the same LM as ``get_lm(name)``."""
+    with _LOCK:
+        _, entry = _entry(name)
+        return _to_spec(entry)
+
+
+def resolve(lm: Any = None) -> LMSpec:
+    """An ``LMSpec`` from None (the default), a configured name, a model string or alias, a
+    dict, an ``LMSpec`` or a ``dspy.LM``."""
+    with _LOCK:
+        if lm is None or (isinstance(lm, str) and (lm in _STATE.named or lm in _EMBEDDED_NAMES)):
+            return lm_spec(lm)
+        return _to_spec(_entry_from(lm, {}, name=None))
+
+
+def _entry(name: str | None) -> tuple[str | None, Any]:
+    if name is None or name == "default":
+        return None, _default_entry()
+    if name in _STATE.named:
+        return name, _STATE.named[name]
+    if name in _EMBEDDED_NAMES:
+        return "embedded", LMSpec(EMBEDDED_MODEL, name="embedded")
+    known = ", ".join(repr(n) for n in sorted(_STATE.named)) or "none yet"
+    raise ConfigurationError(
+        f"No LM is named {name!r}; configured names: {known}. Add it with "
+        f"dspex_lab.configure(lms={{{name!r}: \"openai/gpt-4o-mini\"}}).")
+
+
+def _default_entry() -> Any:
+    if _STATE.default is not None:
+        return _STATE.default
+    user_lm = _dspy_settings_lm()
+    if user_lm is not None:
+        return user_lm
+    if _STATE.auto is None:
+        _STATE.auto = _fallback_spec()
+    return _STATE.auto
+
+
+def _dspy_settings_lm() -> Any:
+    """``dspy.settings.lm`` when the user set it (not when we did)."""
+    if "dspy" not in sys.modules:
+        return None
+    import dspy
+
+    lm = dspy.settings.lm
+    return None if lm is None or lm is _STATE.dspy_default else lm
+
+
+def _fallback_spec() -> LMSpec:
+    env = os.environ.get("DSPEX_LM", "").strip()
+    if env:
+        return LMSpec(resolve_model(env), name="default")
+    for variable, model in PROVIDER_DEFAULTS:
+        if os.environ.get(variable):
+            _notice(f"dspex_lab: no LM configured; using {model} because {variable} is set. "
+                    "Choose another with dspex_lab.configure(lm=\"provider/model\").")
+            return LMSpec(model, name="default")
+    url = embedded_server().url
+    _notice(f"dspex_lab: no LM configured and no provider API key found; using the embedded "
+            f"offline LM at {url} (deterministic fake answers). Switch with "
+            "dspex_lab.configure(lm=\"openai/gpt-4o-mini\").")
+    return LMSpec(EMBEDDED_MODEL, name="default")
+
+
+def _notice(message: str) -> None:
+    """Say it once per process (stderr shows in notebooks, terminals and test logs)."""
+    if _STATE.noticed:
+        return
+    _STATE.noticed = True
+    log.info(message)
+    print(message, file=sys.stderr, flush=True)
+
+
+def _to_spec(entry: Any) -> LMSpec:
+    spec = entry if isinstance(entry, LMSpec) else spec_from_lm(entry)
+    if spec.embedded and "api_base" not in spec.kwargs:
+        spec = spec.with_kwargs(api_base=embedded_server().url, api_key=EMBEDDED_KEY)
+    return spec
+
+
+def spec_from_lm(lm: Any) -> LMSpec:
+    """The ``LMSpec`` of an existing ``dspy.LM`` (its model, kwargs and client settings)."""
+    kwargs = {k: v for k, v in dict(getattr(lm, "kwargs", {}) or {}).items()
+              if k not in _NOT_KWARGS and v is not None}
+    for attr in ("cache", "num_retries", "model_type"):
+        if hasattr(lm, attr):
+            kwargs[attr] = getattr(lm, attr)
+    engine = getattr(lm, "_engine_spec", None)
+    if isinstance(engine, str) and engine != "auto":
+        kwargs["engine"] = engine
+    return LMSpec(str(lm.model), kwargs)
+
+
+def _build(key: str | None, entry: Any) -> Any:
+    if not isinstance(entry, LMSpec):
+        return entry
+    built = _STATE.built.get(key)
+    spec = _to_spec(entry)
+    if built is None or getattr(built, "_dspex_spec", None) != spec:
+        built = spec.build()
+        built._dspex_spec = spec
+        from dspex_lab.lm.callbacks import install_callback
+
+        install_callback(built)
+        _STATE.built[key] = built
+    return built
+
+
+def _hand_to_dspy(lm: Any) -> None:
+    """Make ``lm`` DSPy's default too; DSPy only lets its first configuring thread do that."""
+    import dspy
+
+    try:
+        dspy.configure(lm=lm)
+        _STATE.dspy_default = lm
+    except RuntimeError as exc:
+        log.info("dspex_lab: left dspy.settings.lm unchanged (%s)", exc)
+
+
+# -- the embedded server ------------------------------------------------------------------------
+
+def embedded_server() -> LMServer:
+    """The in-process embedded LM server, started (in a thread) on first use; one per process
+    (a forked child starts its own)."""
+    with _LOCK:
+        server = _STATE.server
+        if server is None or _STATE.server_pid != os.getpid() or not server.running:
+            from dspex_lab.lm_server import LMServer
+
+            server = LMServer().start()
+            _STATE.server, _STATE.server_pid = server, os.getpid()
+        return server
+
+
+def reset() -> None:
+    """Forget every configuration, stop the embedded server and re-arm the notice (tests)."""
+    global _STATE
+    with _LOCK:
+        old, _STATE = _STATE, _State()
+    if old.server is not None and old.server_pid == os.getpid():
+        old.server.stop()
+    if old.dspy_default is not None and "dspy" in sys.modules:
+        import dspy
+
+        if dspy.settings.lm is old.dspy_default:
+            try:
+                dspy.configure(lm=None)
+            except RuntimeError as exc:
+                log.info("dspex_lab: could not clear dspy.settings.lm (%s)", exc)
+
+
+@atexit.register
+def _stop_embedded_at_exit() -> None:
+    server = _STATE.server
+    if server is not None and _STATE.server_pid == os.getpid():
+        server.stop(timeout=1.0)

@@ -1,0 +1,363 @@
+"""``optimize``: compile a program with a DSPy optimizer in the ``optimizer`` worker pool.
+
+The kernel checks the trainset, then sends one task (program, examples, metric, optimizer, LM
+spec) to the pool; the worker builds the module and the LM, runs ``optimizer.compile`` and
+sends back the compiled DSPy state. The kernel stays responsive, Ctrl-C cancels the task, and
+a spinner shows the elapsed time. The optimizer's own output (tqdm bars, logs) is captured in
+the worker and kept in ``compiled.metadata["log"]`` instead of flooding the notebook.
+
+    >>> compiled = dspex_lab.optimize("question -> answer", train_df, metric="exact_match",
+    ...                               optimizer="BootstrapFewShot", max_bootstrapped_demos=2)
+    >>> compiled.demos, compiled.save("qa.json")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import inspect
+import io
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dspex_lab import telemetry
+from dspex_lab.errors import ConfigurationError
+from dspex_lab.evaluate import resolve_metric
+from dspex_lab.persistence import CompiledProgram
+from dspex_lab.programs import Program, as_program
+from dspex_lab.router import get_router, register
+
+__all__ = ["OPTIMIZERS", "CompileTask", "DspyMetric", "optimize"]
+
+OPTIMIZERS = ("BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2", "COPRO",
+              "LabeledFewShot")
+"""Optimizers known by name; any DSPy optimizer instance works too."""
+
+_LOG_LINES = 200
+
+
+class DspyMetric:
+    """Any metric as DSPy wants it, ``metric(example, prediction, trace=None)``; counts calls.
+
+    Native metrics compare the example's labels; ``fn(gold, pred)`` callables get the Example
+    and Prediction (both read as attributes and items); DSPy metrics are called as they are.
+    """
+
+    def __init__(self, metric: Any) -> None:
+        self.kind, self.metric = resolve_metric(metric)
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        m = self.metric
+        return getattr(m, "name", None) or getattr(m, "__name__", type(m).__name__)
+
+    def __call__(self, example: Any, prediction: Any, trace: Any = None) -> Any:
+        self.calls += 1
+        if self.kind == "native":
+            return self.metric.dspy(example, prediction, trace)
+        if self.kind == "row":
+            return self.metric(example, prediction)
+        return self.metric(example, prediction, trace)
+
+
+@dataclass
+class CompileTask:
+    """Everything the worker needs; cloudpickled, so notebook-defined metrics travel along."""
+
+    program: Program
+    optimizer: Any
+    optimizer_kwargs: dict[str, Any]
+    metric: DspyMetric | None
+    trainset: list[dict[str, Any]]
+    valset: list[dict[str, Any]] | None
+    input_fields: tuple[str, ...]
+    lm: Any
+
+
+def optimize(program: Any, trainset: Any, metric: Any = None, optimizer: Any = "BootstrapFewShot",
+             *, lm: Any = None, valset: Any = None, pool: str = "optimizer",
+             progress: bool = True, columns: Mapping[str, str] | None = None,
+             input_fields: Sequence[str] | None = None, timeout: float | None = None,
+             **optimizer_kwargs: Any) -> CompiledProgram:
+    """Compile ``program`` on ``trainset`` with a DSPy ``optimizer``; a ``CompiledProgram``.
+
+    ``trainset``/``valset``: a DataFrame, list of dicts or list of ``dspy.Example``; input
+    fields come from the program's signature (or ``input_fields``), the other columns are
+    labels; ``columns`` maps field names to column names. ``metric``: a native metric or its
+    name, ``fn(gold, pred)`` or a DSPy metric. Extra keyword arguments go to the optimizer's
+    constructor or its ``compile``.
+
+    >>> compiled = optimize(prog, train, "exact_match", "BootstrapFewShot",
+    ...                     max_bootstrapped_demos=4)
+    """
+    from dspex_lab.calls import resolve_lm
+
+    prog = as_program(program)
+    name = _optimizer_name(optimizer, optimizer_kwargs)
+    dspy_metric = DspyMetric(metric) if metric is not None else None
+    inputs = _input_fields(prog, trainset, input_fields)
+    train = examples(trainset, inputs, columns, prog, what="trainset")
+    val = examples(valset, inputs, columns, prog, what="valset") if valset is not None else None
+    spec = resolve_lm(lm)
+    task = CompileTask(prog, optimizer, dict(optimizer_kwargs), dspy_metric, train, val,
+                       inputs, spec)
+    start = time.perf_counter()
+    error: str | None = None
+    with _Spinner(f"optimize {name} ({len(train)} examples)", progress) as spinner:
+        try:
+            outcome = get_router().call("optimize", task, pool=pool, timeout=timeout)
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            spinner.finish(f"optimize {name}: failed ({type(exc).__name__})")
+            raise
+        finally:
+            telemetry.emit("optimize", optimizer=name, examples=len(train), error=error,
+                           duration_ms=(time.perf_counter() - start) * 1e3)
+        compiled = _compiled(prog, outcome, name, task, time.perf_counter() - start)
+        spinner.finish(_summary(compiled))
+    return compiled
+
+
+def _optimizer_name(optimizer: Any, kwargs: Mapping[str, Any]) -> str:
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise ConfigurationError(
+                f"Unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}, or pass a "
+                "DSPy optimizer instance such as dspy.BootstrapFewShot(metric=...)."
+            )
+        return optimizer
+    if not callable(getattr(optimizer, "compile", None)):
+        raise ConfigurationError(
+            f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or a DSPy optimizer instance "
+            f"with a compile() method, not {type(optimizer).__name__}."
+        )
+    if kwargs:
+        raise ConfigurationError(
+            f"Optimizer options {', '.join(kwargs)} only apply to an optimizer given by name; "
+            f"set them on the {type(optimizer).__name__} instance instead."
+        )
+    return type(optimizer).__name__
+
+
+def _input_fields(prog: Program, data: Any, given: Sequence[str] | None) -> tuple[str, ...]:
+    if given:
+        return tuple(given)
+    if prog.input_names:
+        return tuple(prog.input_names)
+    first = data[0] if isinstance(data, (list, tuple)) and data else None
+    keys = getattr(first, "_input_keys", None)
+    if keys:
+        return tuple(keys)
+    raise ConfigurationError(
+        f"Cannot tell the input fields of {prog!r} (it has no signature); pass "
+        "input_fields=['question', ...] or dspy.Example objects built with .with_inputs(...)."
+    )
+
+
+def examples(data: Any, inputs: Sequence[str], columns: Mapping[str, str] | None,
+             prog: Program, *, what: str) -> list[dict[str, Any]]:
+    """Plain example dicts (field -> value), checked: inputs present, some label present."""
+    rename = {col: name for name, col in (columns or {}).items()}
+    if hasattr(data, "columns") and hasattr(data, "to_dict"):
+        records = data.rename(columns=rename).to_dict("records")
+    elif isinstance(data, (list, tuple)):
+        records = [_record(item, rename, what, i) for i, item in enumerate(data)]
+    else:
+        raise ConfigurationError(
+            f"The {what} must be a DataFrame, a list of dicts or a list of dspy.Example, not "
+            f"{type(data).__name__}."
+        )
+    if not records:
+        raise ConfigurationError(f"The {what} is empty; give the optimizer a few examples.")
+    for i, record in enumerate(records):
+        missing = [name for name in inputs if name not in record]
+        if missing:
+            raise ConfigurationError(
+                f"Row {i} of the {what} has no {', '.join(map(repr, missing))} (the program's "
+                f"inputs are {', '.join(inputs)}); its fields: {', '.join(map(str, record))}. "
+                "Rename the column or pass columns={'field': 'column'}."
+            )
+    outputs = list(prog.output_names)
+    if outputs and not any(name in records[0] for name in outputs):
+        raise ConfigurationError(
+            f"The {what} has no label column for the program's outputs "
+            f"({', '.join(outputs)}); its fields: {', '.join(map(str, records[0]))}. Add the "
+            "expected answers, or map them with columns={'answer': 'gold_column'}."
+        )
+    return records
+
+
+def _record(item: Any, rename: Mapping[str, str], what: str, i: int) -> dict[str, Any]:
+    if hasattr(item, "toDict"):
+        item = item.toDict()
+    if not isinstance(item, Mapping):
+        raise ConfigurationError(
+            f"Item {i} of the {what} is a {type(item).__name__}; use dicts or dspy.Example."
+        )
+    return {rename.get(k, k): v for k, v in item.items()}
+
+
+def _compiled(prog: Program, outcome: dict[str, Any], name: str, task: CompileTask,
+              elapsed: float) -> CompiledProgram:
+    metadata = {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "metric": task.metric.name if task.metric else None,
+        "optimizer_kwargs": json.loads(json.dumps(task.optimizer_kwargs, default=str)),
+        "trainset_size": len(task.trainset),
+        "valset_size": len(task.valset) if task.valset is not None else None,
+        "score_source": outcome.get("score_source"),
+        "metric_calls": outcome.get("metric_calls"),
+        "lm": str(getattr(task.lm, "model", task.lm)),
+        "dspy_version": outcome.get("dspy_version"),
+        "elapsed_s": round(elapsed, 3),
+        "log": outcome.get("log", []),
+    }
+    from dspex_lab import __version__
+
+    metadata["dspex_lab_version"] = __version__
+    return CompiledProgram(prog, outcome["state"], optimizer=name, score=outcome.get("score"),
+                           metadata=metadata)
+
+
+def _summary(compiled: CompiledProgram) -> str:
+    score = "" if compiled.score is None else f", score {compiled.score:.3g}"
+    return (f"optimize {compiled.optimizer}: {compiled.demos} demos{score}, "
+            f"{compiled.metadata.get('trainset_size')} examples")
+
+
+class _Spinner:
+    """An elapsed-time indicator (tqdm: a widget in Jupyter, text in a terminal)."""
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self.desc, self.enabled = desc, enabled
+        self._bar: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Spinner:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=None, desc=self.desc, bar_format="{desc} [{elapsed}]")
+            self._thread = threading.Thread(target=self._tick, name="dspex-optimize-spinner",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            self._bar.refresh()
+
+    def finish(self, summary: str) -> None:
+        if self._bar is not None:
+            self._bar.set_description_str(summary, refresh=False)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self._bar is not None:
+            self._bar.close()
+
+
+# -- in the worker ------------------------------------------------------------------------------
+
+def compile_task(task: CompileTask) -> dict[str, Any]:
+    """Run the optimizer (in a worker of the optimizer pool); the compiled state and score."""
+    import dspy
+
+    from dspex_lab.runtime import build_lm
+
+    lm = build_lm(task.lm)
+    student = task.program.build()
+    train = [dspy.Example(**r).with_inputs(*task.input_fields) for r in task.trainset]
+    val = ([dspy.Example(**r).with_inputs(*task.input_fields) for r in task.valset]
+           if task.valset is not None else None)
+    with dspy.context(lm=lm), _captured() as log:
+        optimizer, compile_kwargs = _make_optimizer(task)
+        if val is not None and "valset" in inspect.signature(optimizer.compile).parameters:
+            compile_kwargs["valset"] = val
+        compiled = optimizer.compile(student, trainset=train, **compile_kwargs)
+        score, source = _known_score(compiled)
+        if score is None and val is not None and task.metric is not None:
+            score, source = _validation_score(compiled, val, task.metric), "valset"
+    return {"state": compiled.dump_state(), "score": score, "score_source": source,
+            "metric_calls": task.metric.calls if task.metric else 0,
+            "dspy_version": dspy.__version__, "log": _tail(log.getvalue())}
+
+
+def _make_optimizer(task: CompileTask) -> tuple[Any, dict[str, Any]]:
+    """The optimizer instance, and the keyword arguments meant for its ``compile``."""
+    if not isinstance(task.optimizer, str):
+        return task.optimizer, {}
+    import dspy
+
+    cls = getattr(dspy, task.optimizer)
+    init = inspect.signature(cls.__init__).parameters
+    comp = inspect.signature(cls.compile).parameters
+    init_kw: dict[str, Any] = {}
+    compile_kw: dict[str, Any] = {}
+    for key, value in task.optimizer_kwargs.items():
+        if key in init and key != "self":
+            init_kw[key] = value
+        elif key in comp and key not in ("self", "student", "trainset"):
+            compile_kw[key] = value
+        else:
+            known = sorted({*init, *comp} - {"self", "student", "trainset", "metric", "_kwargs",
+                                              "kwargs"})
+            raise ConfigurationError(
+                f"{task.optimizer} has no option {key!r}; its options: {', '.join(known)}."
+            )
+    if "metric" in init:
+        if task.metric is None and task.optimizer != "LabeledFewShot":
+            raise ConfigurationError(f"{task.optimizer} needs a metric; pass metric=...")
+        init_kw["metric"] = task.metric
+    return cls(**init_kw), compile_kw
+
+
+def _known_score(compiled: Any) -> tuple[float | None, str | None]:
+    """The score an optimizer attached (DSPy reports percentages; this is 0-1)."""
+    score = getattr(compiled, "score", None)
+    if isinstance(score, (int, float)):
+        return float(score) / 100, "optimizer"
+    candidates = getattr(compiled, "candidate_programs", None)
+    if candidates and isinstance(candidates[0], dict) and "score" in candidates[0]:
+        return float(candidates[0]["score"]) / 100, "optimizer"
+    return None, None
+
+
+def _validation_score(compiled: Any, valset: list[Any], metric: DspyMetric) -> float:
+    import dspy
+
+    evaluator = dspy.Evaluate(devset=valset, metric=metric, num_threads=1,
+                              display_progress=False, max_errors=len(valset) + 1)
+    return float(evaluator(compiled).score) / 100
+
+
+@contextlib.contextmanager
+def _captured() -> Any:
+    """Capture stdout, stderr and DSPy's log records while the optimizer runs."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    logger = logging.getLogger("dspy")
+    logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        logger.removeHandler(handler)
+
+
+def _tail(text: str) -> list[str]:
+    lines = [line.strip() for line in text.replace("\r", "\n").split("\n")]
+    return [line for line in lines if line][-_LOG_LINES:]
+
+
+register("optimize", "pool", compile_task, pool="optimizer",
+         doc="optimize: a DSPy optimizer's compile() in the optimizer pool")

@@ -1,0 +1,55 @@
+"""Signatures: DSPy's ``"inputs -> outputs"`` text as frozen, validated, fast values.
+
+>>> from dspex_lab.signatures import signature
+>>> sig = signature("question, context: list[str] -> answer: str 'short', confidence: float")
+>>> sig.input_names, sig.output_names
+(('question', 'context'), ('answer', 'confidence'))
+>>> sig.validate_outputs({"answer": "Paris", "confidence": 1})
+{'answer': 'Paris', 'confidence': 1.0}
+
+``signature(text)`` is cached by ``(text, instructions)``; ``sig.to_dspy()`` builds the
+``dspy.Signature`` class only when DSPy needs it. Modules: ``parse`` (the pure parser),
+``spec`` (the values), ``to_dspy`` (the only dspy conversion point), ``validate``, ``schema``,
+``render``, ``known`` (the allow-list of type names).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dspex_lab.signatures.parse import parse_signature, parse_type
+from dspex_lab.signatures.spec import Field, Signature, TypeSpec
+
+__all__ = ["Field", "Signature", "TypeSpec", "parse_signature", "parse_type", "signature"]
+
+_CACHE: dict[Any, Signature] = {}
+_CACHE_MAX = 4096
+
+
+def signature(text: str | Signature | type, instructions: str | None = None) -> Signature:
+    """The ``Signature`` for ``text``, parsed once and then served from a cache.
+
+    ``text`` may also be a ``Signature`` (returned as is) or a ``dspy.Signature`` subclass
+    (converted with ``Signature.from_dspy``); ``instructions`` then replaces theirs.
+    Bad text raises ``SignatureError`` with a caret under the problem.
+
+    >>> signature("question -> answer") is signature("question -> answer")
+    True
+    """
+    try:
+        return _CACHE[text if instructions is None else (text, instructions)]
+    except (KeyError, TypeError):
+        pass
+    if isinstance(text, Signature):
+        return text if instructions is None else text.with_instructions(instructions)
+    if isinstance(text, type):
+        sig = Signature.from_dspy(text)
+        return sig if instructions is None else sig.with_instructions(instructions)
+    sig = parse_signature(text, instructions)
+    if len(_CACHE) >= _CACHE_MAX:
+        try:
+            del _CACHE[next(iter(_CACHE))]  # drop the oldest entry
+        except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+            pass
+    _CACHE[text if instructions is None else (text, instructions)] = sig
+    return sig

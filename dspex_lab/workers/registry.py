@@ -1,0 +1,140 @@
+"""Named pools: ``get_pool("general")`` and ``get_pool("optimizer")`` made once, on first use.
+
+    >>> configure_pools({"general": {"size": 4}, "mine": {"size": 1, "preload": ()}})
+    >>> get_pool("mine").call(pow, 2, 5)
+    32
+    >>> [s["name"] for s in pool_status()]
+    ['general', 'mine']
+
+``general`` has one worker per CPU; ``optimizer`` has one worker whose numeric libraries are
+limited to one thread (an optimizer run is long and should not fight the other pools for
+cores). Both preload DSPy. ``shutdown_all()`` runs at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import os
+import threading
+from typing import Any
+
+from dspex_lab.errors import ConfigurationError
+from dspex_lab.workers.pool import WorkerPool, live_pools
+
+__all__ = ["configure_pools", "get_pool", "pool_config", "pool_status", "shutdown_all"]
+
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "general": {"size": None},
+    "optimizer": {"size": 1, "env": _ONE_THREAD},
+}
+_OPTIONS = [p for p in inspect.signature(WorkerPool).parameters if p != "name"]
+_IN_PLACE = {"size", "task_timeout", "max_tasks_per_worker", "max_rss_mb", "max_queue",
+             "max_attempts", "queue_timeout", "cancel_grace", "health_interval", "task_events"}
+
+_lock = threading.RLock()
+_config: dict[str, dict[str, Any]] = {name: dict(opts) for name, opts in DEFAULTS.items()}
+_pools: dict[str, WorkerPool] = {}
+
+
+def get_pool(name: str = "general") -> WorkerPool:
+    """The pool called ``name``, created on first use (and again after a shutdown).
+
+    >>> get_pool().call(sum, [1, 2])
+    3
+    """
+    with _lock:
+        pool = _pools.get(name)
+        if pool is not None and pool._state in ("new", "running"):
+            return pool
+        if name not in _config:
+            raise ConfigurationError(
+                f"There is no pool named {name!r} (known: {', '.join(sorted(_config))}). "
+                f"Define it first: configure_pools({{{name!r}: {{'size': 2}}}}).")
+        pool = _pools[name] = WorkerPool(name=name, **_config[name])
+        return pool
+
+
+def configure_pools(spec: dict[str, dict[str, Any] | None]) -> None:
+    """Add or change named pools; ``None`` removes one (and shuts it down).
+
+    Size and limits apply to a running pool at once; a change of ``env`` or ``preload``
+    restarts it (running tasks finish first).
+
+    >>> configure_pools({"general": {"size": 4, "task_timeout": 120}})
+    """
+    if not isinstance(spec, dict):
+        raise ConfigurationError(f"configure_pools() takes a dict of pool name -> options, "
+                                 f"not {type(spec).__name__}.")
+    for name, options in spec.items():
+        if options is not None:
+            _check_options(name, options)
+    with _lock:
+        for name, options in spec.items():
+            if options is None:
+                _config.pop(name, None)
+                pool = _pools.pop(name, None)
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=False)
+                continue
+            new = {**_config.get(name, {}), **options}
+            _config[name] = new
+            pool = _pools.get(name)
+            if pool is None or pool._state not in ("new", "running"):
+                continue
+            if set(options) <= _IN_PLACE:
+                _apply(pool, options)
+            else:  # a new environment needs a new zygote: replace the pool
+                del _pools[name]
+                pool.shutdown(wait=False, cancel_futures=False)
+
+
+def pool_config(name: str) -> dict[str, Any]:
+    """The options ``get_pool(name)`` uses."""
+    with _lock:
+        if name not in _config:
+            raise ConfigurationError(f"There is no pool named {name!r}.")
+        return dict(_config[name])
+
+
+def pool_status() -> list[dict[str, Any]]:
+    """``status()`` of every pool created so far in this process."""
+    with _lock:
+        pools = [p for p in _pools.values() if p._state in ("new", "running")]
+    return [p.status() for p in pools]
+
+
+def shutdown_all(wait: bool = True) -> None:
+    """Shut down every pool of this process, cancelling what runs (also run at exit)."""
+    with _lock:
+        _pools.clear()
+    for pool in live_pools():
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _check_options(name: str, options: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"Pool names must be non-empty strings, not {name!r}.")
+    if not isinstance(options, dict):
+        raise ConfigurationError(f"Options of pool {name!r} must be a dict, not "
+                                 f"{type(options).__name__}.")
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ConfigurationError(f"Unknown option(s) {', '.join(map(repr, unknown))} for pool "
+                                 f"{name!r}; valid options: {', '.join(_OPTIONS)}.")
+    WorkerPool(name=name, **{**_config.get(name, {}), **options}).shutdown()  # validates
+
+
+def _apply(pool: WorkerPool, options: dict[str, Any]) -> None:
+    for key, value in options.items():
+        if key == "size":
+            pool.resize((os.cpu_count() or 1) if value is None else value)
+        else:
+            setattr(pool, key, value)
+
+
+atexit.register(shutdown_all)

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dspex-installed
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: demo test lint lab bench extension docs clean
+.PHONY: demo test test-extension lint lab bench extension docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ lab: $(STAMP)
 ## Run every benchmark (prints ratios against baselines measured in the same run).
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## Rebuild the prebuilt JupyterLab extension (node + npm registry) and reinstall it.
+extension: $(STAMP)
+	cd extensions/dspex-lab && PATH=$(CURDIR)/$(VENV)/bin:$$PATH jlpm install && PATH=$(CURDIR)/$(VENV)/bin:$$PATH jlpm build
+	$(PY) -m pip install --quiet -e . --no-deps
+
+## The extension's own TypeScript tests (jest).
+test-extension: $(STAMP)
+	cd extensions/dspex-lab && PATH=$(CURDIR)/$(VENV)/bin:$$PATH jlpm install && PATH=$(CURDIR)/$(VENV)/bin:$$PATH jlpm test
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

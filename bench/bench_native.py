@@ -38,11 +38,12 @@ def main(rows: int = 100_000) -> None:
     golds = [[" ".join(rng.choices(words, k=rng.randint(1, 3)))] for _ in range(rows)]
 
     t_native_em, ours = timed(lambda: exact_match(preds, golds, squad=True))
-    t_dspy_em, theirs = timed(lambda: [float(EM(p, g)) for p, g in zip(preds, golds)])
+    t_dspy_em, theirs = timed(lambda: [float(EM(p, g)) for p, g in zip(preds, golds, strict=True)])
     assert ours == theirs, "exact_match(squad=True) differs from dspy EM"
     t_native_f1, ours = timed(lambda: f1(preds, golds))
-    t_dspy_f1, theirs = timed(lambda: [F1(p, g) for p, g in zip(preds, golds)])
-    assert all(abs(a - b) < 1e-9 for a, b in zip(ours, theirs)), "f1 differs from dspy F1"
+    t_dspy_f1, theirs = timed(lambda: [F1(p, g) for p, g in zip(preds, golds, strict=True)])
+    same = all(abs(a - b) < 1e-9 for a, b in zip(ours, theirs, strict=True))
+    assert same, "f1 differs from dspy F1"
 
     n_eval = min(rows, 5_000)
     examples = [dspy.Example(question=str(i), answer=golds[i][0]).with_inputs("question")
@@ -58,7 +59,7 @@ def main(rows: int = 100_000) -> None:
     jinja_t = jinja2.Template("Answer about {{ topic }}: {{ question }} "
                               "(score {{ '%.2f' % score }})")
     values = [{"topic": w, "question": p, "score": rng.random()} for w, p in
-              zip(rng.choices(words, k=rows), preds)]
+              zip(rng.choices(words, k=rows), preds, strict=True)]
     assert ours_t.render(values[0]) == jinja_t.render(**values[0])
     t_ours_t, _ = timed(lambda: [ours_t.render(v) for v in values])
     t_jinja_t, _ = timed(lambda: [jinja_t.render(**v) for v in values])

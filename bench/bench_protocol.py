@@ -10,6 +10,8 @@ pandas DataFrame out, equality checked once per codec):
 * pickle: ``pickle.dumps(df, protocol=5)`` + ``pickle.loads`` (the baseline to match)
 * json:   ``df.to_json(orient="records")`` + ``pd.read_json`` (the baseline to beat, >= 10x)
 
+It also prints the fixed cost per message for a 10-row frame (arrow vs pickle).
+
 The figure is the best of several repeats (JSON: one run, it takes seconds). The machine is
 shared, so absolute numbers are noisy; the ratios measured in one run are what to compare.
 """
@@ -80,8 +82,17 @@ def bench_transfer(rows: int = 1_000_000, repeats: int = 5) -> dict[str, float]:
     return results
 
 
+def bench_small(rows: int = 10, repeats: int = 300) -> dict[str, float]:
+    """Per-message overhead for a small DataFrame (what a batch of a few rows costs)."""
+    df = make_frame(rows)
+    codecs = _codecs(df)
+    return {name: _best(lambda fn=codecs[name]: [fn() for _ in range(10)], repeats // 10)[0]
+            / 10 for name in ("arrow", "pickle")}
+
+
 def main() -> None:
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    small = bench_small()
     r = bench_transfer(rows)
     print(f"{rows:,} rows (int, float, str), frame {r['frame_bytes'] / 1e6:.1f} MB, "
           "serialize + deserialize, best of 5 (json: 1 run)")
@@ -91,6 +102,8 @@ def main() -> None:
     print(f"  arrow vs json:   {r['json_over_arrow']:6.1f}x faster (goal >= 10x: {verdict})")
     print(f"  shm vs json:     {r['json_over_shm']:6.1f}x faster")
     print(f"  arrow vs pickle: {r['pickle_over_arrow']:6.2f}x (>1 means arrow is faster)")
+    print(f"10-row frame, per message: arrow {small['arrow'] * 1e3:.2f} ms, "
+          f"pickle {small['pickle'] * 1e3:.2f} ms (pyarrow's pandas metadata handling)")
 
 
 if __name__ == "__main__":

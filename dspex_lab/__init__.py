@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Signature": "dspex_lab.signatures",
     "Field": "dspex_lab.signatures",
     # LM configuration
-    "configure": "dspex_lab.lm",
+    "configure": "dspex_lab.settings",
     "get_lm": "dspex_lab.lm",
     # single calls
     "predict": "dspex_lab.calls",

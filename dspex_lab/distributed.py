@@ -255,3 +255,61 @@ class DaskSession:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+_BACKEND: dict[str, Any] = {"client": None, "owned": False, "pools": {}}
+_BACKEND_LOCK = threading.Lock()
+
+
+def use_dask(client: Any = None, address: str | None = None, **cluster_options: Any) -> Any:
+    """Send every pool's tasks to a Dask cluster from now on; returns the ``Client``.
+
+    Pass a ``distributed.Client``, a scheduler ``address``, or neither to start a
+    ``LocalCluster`` on this machine (``cluster_options`` go to it).
+    """
+    try:
+        import distributed
+    except ImportError:
+        from dspex_lab.errors import ConfigurationError
+
+        raise ConfigurationError("The Dask backend needs the 'distributed' package: "
+                                 "pip install 'dspex-lab[dask]'.") from None
+    with _BACKEND_LOCK:
+        _close_owned()
+        owned = client is None
+        if client is None and address is not None:
+            client = distributed.Client(address)
+        elif client is None:
+            opts = {"n_workers": 2, "threads_per_worker": 4, "processes": True,
+                    "dashboard_address": None, **cluster_options}
+            client = distributed.Client(distributed.LocalCluster(**opts))
+        _BACKEND.update(client=client, owned=owned, pools={})
+        return client
+
+
+def use_local() -> None:
+    """Go back to local worker pools (closes a cluster that ``use_dask`` started)."""
+    with _BACKEND_LOCK:
+        _close_owned()
+        _BACKEND.update(client=None, owned=False, pools={})
+
+
+def _close_owned() -> None:
+    client = _BACKEND["client"]
+    if client is not None and _BACKEND["owned"]:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def backend_pool(name: str) -> DaskPool | None:
+    """The ``DaskPool`` for ``name`` when the Dask backend is active, else None."""
+    client = _BACKEND["client"]
+    if client is None:
+        return None
+    with _BACKEND_LOCK:
+        pools = _BACKEND["pools"]
+        if name not in pools:
+            pools[name] = DaskPool(client, name=name)
+        return pools[name]

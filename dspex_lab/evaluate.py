@@ -17,7 +17,9 @@ from __future__ import annotations
 import html
 import inspect
 import math
+import sys
 import time
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -396,3 +398,14 @@ def _as_score(value: Any) -> float:
 
 def _metric_name(metric: Any) -> str:
     return getattr(metric, "name", None) or getattr(metric, "__name__", type(metric).__name__)
+
+
+class _CallableModule(types.ModuleType):
+    """``dspex_lab.evaluate`` stays callable even when Python binds this submodule to that name
+    (importing ``dspex_lab.evaluate`` sets the package attribute to the module)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return evaluate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import importlib.util
 import inspect
 import io
 import json
-import logging
+import re
+import sys
 import threading
 import time
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +41,10 @@ OPTIMIZERS = ("BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2",
               "LabeledFewShot")
 """Optimizers known by name; any DSPy optimizer instance works too."""
 
+_EXTRAS = {"MIPROv2": (("optuna", "'dspy[optuna]'"),)}
+"""Optional packages an optimizer imports when it runs (checked in the kernel first)."""
 _LOG_LINES = 200
+_TQDM_LINE = re.compile(r"^(.*: )?\s*\d+%\|")
 
 
 class DspyMetric:
@@ -100,6 +106,11 @@ def optimize(program: Any, trainset: Any, metric: Any = None, optimizer: Any = "
 
     prog = as_program(program)
     name = _optimizer_name(optimizer, optimizer_kwargs)
+    if metric is None and isinstance(optimizer, str) and optimizer != "LabeledFewShot":
+        raise ConfigurationError(
+            f"{optimizer} needs a metric: pass metric='exact_match', 'f1', a function "
+            "metric(gold, pred) or a DSPy metric(example, pred, trace=None)."
+        )
     dspy_metric = DspyMetric(metric) if metric is not None else None
     inputs = _input_fields(prog, trainset, input_fields)
     train = examples(trainset, inputs, columns, prog, what="trainset")
@@ -131,6 +142,12 @@ def _optimizer_name(optimizer: Any, kwargs: Mapping[str, Any]) -> str:
                 f"Unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}, or pass a "
                 "DSPy optimizer instance such as dspy.BootstrapFewShot(metric=...)."
             )
+        for module, extra in _EXTRAS.get(optimizer, ()):
+            if importlib.util.find_spec(module) is None:
+                raise ConfigurationError(
+                    f"{optimizer} needs the optional package {module!r}, which is not installed; "
+                    f"install it with: pip install {extra}"
+                )
         return optimizer
     if not callable(getattr(optimizer, "compile", None)):
         raise ConfigurationError(
@@ -245,9 +262,10 @@ class _Spinner:
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=None, desc=self.desc, bar_format="{desc} [{elapsed}]")
-            self._thread = threading.Thread(target=self._tick, name="dspex-optimize-spinner",
-                                            daemon=True)
-            self._thread.start()
+            if _live_display(self._bar):
+                self._thread = threading.Thread(target=self._tick, daemon=True,
+                                                name="dspex-optimize-spinner")
+                self._thread.start()
         return self
 
     def _tick(self) -> None:
@@ -264,6 +282,14 @@ class _Spinner:
             self._thread.join()
         if self._bar is not None:
             self._bar.close()
+
+
+def _live_display(bar: Any) -> bool:
+    """Tick the elapsed time only where it redraws in place (a notebook widget or a TTY)."""
+    if type(bar).__module__.startswith("tqdm.notebook"):
+        return True
+    stream = getattr(bar, "fp", None) or sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 # -- in the worker ------------------------------------------------------------------------------
@@ -315,8 +341,6 @@ def _make_optimizer(task: CompileTask) -> tuple[Any, dict[str, Any]]:
                 f"{task.optimizer} has no option {key!r}; its options: {', '.join(known)}."
             )
     if "metric" in init:
-        if task.metric is None and task.optimizer != "LabeledFewShot":
-            raise ConfigurationError(f"{task.optimizer} needs a metric; pass metric=...")
         init_kw["metric"] = task.metric
     return cls(**init_kw), compile_kw
 
@@ -342,22 +366,29 @@ def _validation_score(compiled: Any, valset: list[Any], metric: DspyMetric) -> f
 
 @contextlib.contextmanager
 def _captured() -> Any:
-    """Capture stdout, stderr and DSPy's log records while the optimizer runs."""
+    """Capture stdout and stderr (prints, tqdm bars, DSPy's log lines) while compiling."""
     buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    logger = logging.getLogger("dspy")
-    logger.addHandler(handler)
-    try:
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            yield buffer
-    finally:
-        logger.removeHandler(handler)
+    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+        yield buffer
 
 
 def _tail(text: str) -> list[str]:
+    """The last lines of the optimizer's output, without tqdm's intermediate bar states."""
     lines = [line.strip() for line in text.replace("\r", "\n").split("\n")]
-    return [line for line in lines if line][-_LOG_LINES:]
+    lines = [line for line in lines if line and not _TQDM_LINE.match(line)]
+    return lines[-_LOG_LINES:]
 
 
 register("optimize", "pool", compile_task, pool="optimizer",
          doc="optimize: a DSPy optimizer's compile() in the optimizer pool")
+
+
+class _CallableModule(types.ModuleType):
+    """``dspex_lab.optimize`` stays callable even when Python binds this submodule to that name
+    (importing ``dspex_lab.optimize`` sets the package attribute to the module)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return optimize(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -3,7 +3,8 @@
 A ``CompiledProgram`` is what ``optimize`` returns: the program it started from plus the DSPy
 state the optimizer produced (``dump_state()``: demos, instructions, field prefixes). The file
 is plain JSON, no pickle: program kind, signature text, instructions, tools and custom module
-classes by import path, optimizer, score, metadata and the DSPy state.
+classes by import path (a pipeline: its own JSON form), optimizer, score, metadata and the DSPy
+state.
 
     >>> compiled = dspex_lab.optimize("question -> answer", train, "exact_match")
     >>> compiled.save("qa.json")
@@ -86,14 +87,17 @@ class CompiledProgram:
     def __dspex_program__(self) -> Program:
         return self.program
 
-    def __call__(self, *, lm: Any = None, **inputs: Any) -> Any:
-        """Run the compiled program on one input in a worker; a ``dspy.Prediction``.
+    def __call__(self, *, lm: Any = None, cache: bool = True, implementation: str | None = None,
+                 timeout: float | None = None, **inputs: Any) -> Any:
+        """Run the compiled program on one input (in a worker unless ``implementation="native"``);
+        a ``dspy.Prediction``.
 
         >>> compiled(question="What is 2 + 3?").answer
         """
         from dspex_lab.calls import call_program
 
-        return call_program("predict", self.program, inputs, lm=lm)
+        return call_program("predict", self.program, inputs, lm=lm, cache=cache,
+                            implementation=implementation, timeout=timeout)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready form that ``save`` writes."""
@@ -161,6 +165,10 @@ def describe_program(base: Program) -> dict[str, Any]:
     if sig is not None:
         out["signature"] = str(sig)
         out["instructions"] = sig.instructions
+    if kind == "module" and callable(getattr(module, "to_pipeline", None)):
+        out["kind"] = "pipeline"  # a dspex_lab Pipeline (its to_dspy() module): saved whole
+        out["pipeline"] = module.to_pipeline().to_dict()
+        return out
     if kind == "module":
         out["module_class"] = import_path(type(module), what="module class")
         return out
@@ -253,6 +261,10 @@ def rebuild_program(desc: dict[str, Any], *, tools: Sequence[Callable[..., Any]]
     kind = desc.get("kind", "predict")
     if kind == "module":
         return as_program(_custom_module(desc, module))
+    if kind == "pipeline":
+        from dspex_lab.pipeline import Pipeline
+
+        return as_program(Pipeline.from_dict(desc["pipeline"]))
     given = {getattr(getattr(t, "func", t), "__name__", ""): t for t in tools}
     resolved = []
     for ref in desc.get("tools", []):

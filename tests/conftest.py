@@ -13,14 +13,27 @@ for _key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_AP
 # -- the embedded LM server (dspex_lab.testing) -------------------------------------------------
 import pytest  # noqa: E402
 
+_LM_SERVERS: list = []
+
 
 @pytest.fixture(scope="session")
 def lm_server():
-    """One embedded LM server (thread mode) for the whole session; reset per use if needed."""
+    """One embedded LM server (thread mode) for the whole session. When a test changes its
+    options (latency, errors, responder...), they are restored after it (stats zeroed too)."""
     from dspex_lab.testing import running_server
 
     with running_server() as server:
+        _LM_SERVERS.append(server)
         yield server
+        _LM_SERVERS.remove(server)
+
+
+@pytest.fixture(autouse=True)
+def _lm_server_options_restored():
+    yield
+    for server in _LM_SERVERS:
+        if server.options != server.initial_options:
+            server.reset(options=True)
 
 
 @pytest.fixture
@@ -28,7 +41,5 @@ def dspy_lm(lm_server):
     """A fresh ``dspy.LM`` for the session server (no cache, no retries); server stats reset."""
     from dspex_lab.testing import make_lm
 
-    lm_server.reset()
-    lm_server.configure(latency_ms=0.0, jitter_ms=0.0, error_rate=0.0, seed=0, responder=None,
-                        rules=None)
+    lm_server.reset(options=True)
     return make_lm(lm_server)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 
 import numpy as np
 import pandas as pd
@@ -12,9 +13,12 @@ import pytest
 
 from dspex_lab.errors import RemoteError
 from dspex_lab.exchange import (
+    exceptions,
     ipc_to_table,
     list_segments,
+    objects,
     read_segment,
+    shm,
     split,
     sweep_segments,
     table_to_ipc,
@@ -23,7 +27,6 @@ from dspex_lab.exchange import (
     unlink_segment,
     write_segment,
 )
-from dspex_lab.exchange import exceptions, objects, shm
 
 
 class StreamOnly:
@@ -34,6 +37,18 @@ class StreamOnly:
 
     def __arrow_c_stream__(self, requested_schema=None):
         return self._table.__arrow_c_stream__(requested_schema)
+
+
+def test_importing_the_wire_layers_does_not_import_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys, dspex_lab.exchange, dspex_lab.exchange.objects, "
+            "dspex_lab.exchange.shm, dspex_lab.exchange.exceptions; "
+            "print(sorted(m for m in ('pandas', 'pyarrow', 'psutil') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
 
 
 # ----------------------------------------------------------------------------- to_arrow
@@ -225,7 +240,7 @@ def test_tables_become_arrow_payloads_and_unpicklables_a_type_error():
     payload, extra = objects.encode(pd.DataFrame({"x": [1]}))
     assert payload.kind == "arrow" and payload.meta == {"as": "pandas"} and extra == []
     with pytest.raises(TypeError, match="cloudpickle failed"):
-        objects.encode(iter(open(__file__)))  # noqa: SIM115 - an open file cannot be pickled
+        objects.encode(threading.Lock())
 
 
 # ----------------------------------------------------------------------------- exceptions

@@ -31,10 +31,13 @@ def _fresh(monkeypatch):
     for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY",
                 "MISTRAL_API_KEY", "GROQ_API_KEY", "DSPEX_LM"):
         monkeypatch.delenv(var, raising=False)
+    previous = dspy.settings.lm              # another test's global LM must not leak in
+    dspy.configure(lm=None)
     reset()
     telemetry.clear()
     yield
     reset()
+    dspy.configure(lm=previous)
 
 
 def test_embedded_default_with_one_notice(capsys):
@@ -157,7 +160,11 @@ def test_every_lm_call_emits_one_event_with_tokens_matching_the_server():
     assert row["model"] == EMBEDDED_MODEL and row["latency_ms"] > 0
     assert (row["prompt_tokens"], row["completion_tokens"]) == (stats["prompt_tokens"],
                                                                 stats["completion_tokens"])
-    assert row["cost"] == 0.0 and not row["cached"] and row["error"] is None
+    from dspex_lab.usage import cost_of
+
+    expected = cost_of(EMBEDDED_MODEL, stats["prompt_tokens"], stats["completion_tokens"])
+    assert row["cost"] == pytest.approx(expected) and row["cost"] > 0
+    assert not row["cached"] and row["error"] is None
 
 
 def test_cache_hits_and_errors_are_reported_without_secrets():
@@ -187,3 +194,12 @@ def test_install_callback_is_idempotent():
     lm = dspy.LM("openai/x", api_key="k")
     assert install_callback(lm) is install_callback(lm)
     assert sum(isinstance(c, TelemetryCallback) for c in lm.callbacks) == 1
+
+
+def test_embedded_server_can_run_in_its_own_process(monkeypatch, capsys):
+    monkeypatch.setenv("DSPEX_EMBEDDED_SERVER", "process")
+    server = embedded_server()
+    assert server.mode == "process" and embedded_server() is server
+    assert get_lm()("What is 4 * 5?") == ["20"]
+    reset()
+    assert not server.running

@@ -70,6 +70,9 @@ def test_usage_matches_estimate_and_stats_accumulate():
     assert stats["models"] == {"m": 2}
     app.reset()
     assert app.stats()["requests"] == 0
+    app.configure(latency_ms=5, error_rate=0.5)
+    app.reset(options=True)
+    assert app.options == ServerOptions()
 
 
 def test_429_reply_has_retry_after_and_openai_error_body():

@@ -33,6 +33,9 @@ def tool_module(tmp_path, monkeypatch):
                 draft = self.draft(question=question).draft
                 return self.final(question=question, draft=draft)
 
+        def clean(question: str) -> str:
+            return question.strip()
+
         class NeedsArgs(dspy.Module):
             def __init__(self, n):
                 super().__init__()
@@ -104,6 +107,23 @@ def test_custom_module_class_by_import_path(tmp_path, tool_module):
     with pytest.raises(ConfigurationError, match=r"without arguments.*module=YourModule"):
         load(path)
     assert load(path, module=tool_module.NeedsArgs(2)).demos == 1
+
+
+def test_round_trip_of_an_optimized_pipeline(tmp_path, tool_module):
+    from dspex_lab.native import template
+    from dspex_lab.pipeline import Pipeline, dspy_step, native
+
+    pipe = Pipeline([native(tool_module.clean, output="question"),
+                     native(template("Q: {question}"), output="prompt"),
+                     dspy_step("question -> answer")], name="qa")
+    compiled = compiled_with_demos(as_program(pipe), 2)
+    path = compiled.save(tmp_path / "pipe.json")
+    desc = json.loads(path.read_text())["program"]
+    assert desc["kind"] == "pipeline" and isinstance(desc["pipeline"], dict)
+    again = load(path)
+    assert again.demos == 2 and again.state == compiled.state
+    restored = again.module.to_pipeline()
+    assert [s.name for s in restored.steps] == [s.name for s in pipe.steps]
 
 
 def test_unsaveable_tools_and_bad_files(tmp_path):

@@ -7,6 +7,7 @@ HTTP (the HTTP path is in tests/integration/test_lm_server.py).
 from __future__ import annotations
 
 import enum
+import json
 from typing import Any, Literal
 
 import dspy
@@ -89,6 +90,9 @@ def test_parse_plain_request_and_json_schema_response_format():
     values = compose(prompt)
     assert prompt.adapter == "json"
     assert values["city"] == "Paris" and isinstance(values["population"], int)
+    json_mode = parse_request({"messages": [{"role": "user", "content": "What is 2 + 3?"}],
+                               "response_format": {"type": "json_object"}})
+    assert json.loads(render_completion(json_mode, compose(json_mode))) == {"answer": "5"}
 
 
 def test_parse_content_parts_and_same_key_for_same_messages():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
 import traceback
 
@@ -20,9 +21,10 @@ from dspex_lab.workers import protocol
 
 @pytest.fixture(autouse=True)
 def no_leaked_segments():
-    before = set(shm.list_segments(pid=None))
+    """Segments made by this process must all be gone (other test runs may share /dev/shm)."""
+    before = set(shm.list_segments(pid=os.getpid()))
     yield
-    leaked = set(shm.list_segments(pid=None)) - before
+    leaked = set(shm.list_segments(pid=os.getpid())) - before
     for name in leaked:
         shm.unlink_segment(name)
     assert not leaked, f"shared-memory segments leaked: {leaked}"
@@ -73,6 +75,38 @@ def test_plain_message_round_trips(fmt):
     assert protocol.unpack(protocol.pack(sent, fmt)) == sent
 
 
+_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+            | st.floats(allow_nan=False) | st.text(max_size=20) | st.binary(max_size=20))
+_values = st.recursive(_scalars, lambda inner: (
+    st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=5) | st.integers(-5, 5), inner, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_values)
+def test_any_plain_value_round_trips_exactly(value):
+    for fmt in (None, "msgpack", "pickle"):
+        got = protocol.unpack(protocol.pack({"id": 1, "v": value}, fmt))
+        assert got == {"id": 1, "v": value} and _same_types(got["v"], value)
+
+
+def _same_types(a, b) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list | tuple):
+        return all(_same_types(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return all(_same_types(a[k], b[k]) for k in b)
+    return True
+
+
+def test_integers_beyond_64_bits_travel_as_attachments():
+    assert protocol.unpack(protocol.pack({"n": 2**70})) == {"n": 2**70}
+    with pytest.raises(TypeError, match=r"message\['n'\] = int with fmt='msgpack'"):
+        protocol.pack({"n": 2**70}, fmt="msgpack")
+
+
 def test_frame_info_reads_the_id_without_attachments():
     for fmt in (None, "json", "pickle", "shm"):
         data = protocol.pack({"id": 9, "df": small_df()} if fmt != "json" else {"id": 9}, fmt)
@@ -106,6 +140,51 @@ def test_mixed_object_column_falls_back_to_pickle_and_round_trips():
     df = pd.DataFrame({"mixed": [1, "a", 2.5], "ok": [1, 2, 3]})
     got = protocol.unpack(protocol.pack({"df": df}))["df"]
     pd.testing.assert_frame_equal(got, df)
+
+
+def _dtype_zoo() -> dict[str, pd.DataFrame]:
+    import datetime as dt
+    import decimal
+
+    attrs = pd.DataFrame({"a": [1]})
+    attrs.attrs["source"] = "survey"
+    return {
+        "int column names": pd.DataFrame({0: [1, 2], 1: ["a", "b"]}),
+        "multiindex columns": pd.DataFrame([[1, 2]], columns=pd.MultiIndex.from_tuples(
+            [("a", "x"), ("a", "y")])),
+        "multiindex": pd.DataFrame({"v": [1, 2]}, index=pd.MultiIndex.from_tuples(
+            [("a", 1), ("b", 2)], names=["k", "n"])),
+        "categorical": pd.DataFrame({"c": pd.Categorical(["a", "b", "a"])}),
+        "tz timestamps": pd.DataFrame({"t": pd.date_range("2024", periods=3, tz="Europe/Paris")}),
+        "timedelta": pd.DataFrame({"d": pd.to_timedelta([1, 2, 3], unit="s")}),
+        "decimal": pd.DataFrame({"d": [decimal.Decimal("1.5"), None]}),
+        "bytes": pd.DataFrame({"b": [b"x", None]}),
+        "date": pd.DataFrame({"d": [dt.date(2024, 1, 1), None]}),
+        "nullable": pd.DataFrame({"b": pd.array([True, None], dtype="boolean"),
+                                  "i": pd.array([1, None], dtype="Int64")}),
+        "narrow numbers": pd.DataFrame({"f": np.array([1.5], dtype=np.float32),
+                                        "u": np.array([1], dtype=np.uint64)}),
+        "object strings": pd.DataFrame({"s": pd.Series(["a", None], dtype=object)}),
+        "dicts": pd.DataFrame({"m": [{"k": 1}, {"k": 2}]}),
+        "empty": pd.DataFrame(),
+        "no rows": pd.DataFrame({"a": pd.Series([], dtype="int64")}),
+        "named range index": pd.DataFrame({"a": [1, 2]}, index=pd.RangeIndex(2, name="r")),
+        "stepped range index": pd.DataFrame({"a": [1, 2]}, index=pd.RangeIndex(10, 14, 2)),
+        "datetime index with freq": pd.DataFrame({"a": [1, 2]},
+                                                 index=pd.date_range("2024", periods=2)),
+        "duplicate column names": pd.DataFrame([[1, 2]], columns=["a", "a"]),
+        "attrs": attrs,
+    }
+
+
+@pytest.mark.parametrize("name", list(_dtype_zoo()))
+def test_dataframes_of_every_kind_round_trip_exactly(name):
+    df = _dtype_zoo()[name]
+    got = protocol.unpack(protocol.pack({"df": df, "s": df.iloc[:, 0] if df.shape[1] else 0}))
+    pd.testing.assert_frame_equal(got["df"], df)
+    assert got["df"].attrs == df.attrs
+    if df.shape[1]:
+        pd.testing.assert_series_equal(got["s"], df.iloc[:, 0])
 
 
 def test_same_object_twice_is_sent_once():
@@ -247,7 +326,7 @@ def test_random_garbage_only_ever_raises_protocol_error(garbage):
             protocol.unpack(data)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_corrupted_headers_only_ever_raise_protocol_error(data):
     good = frame()
@@ -271,6 +350,30 @@ def test_frame_reader_reassembles_frames_from_any_chunking():
             got += reader.feed(stream[start:start + size])
         assert [m["id"] for m in got] == list(range(5)) and reader.buffered == 0
         pd.testing.assert_frame_equal(got[1]["df"], small_df())
+
+
+def test_frame_reader_grows_big_frames_as_bytes_arrive(monkeypatch):
+    monkeypatch.setattr(protocol, "_PREALLOC", 100)    # every frame here counts as "big"
+    data = protocol.pack({"id": 1, "df": small_df()})
+    reader = protocol.FrameReader()
+    assert reader.feed(data[:50]) == [] and reader.buffered == 50
+    pd.testing.assert_frame_equal(reader.feed(data[50:])[0]["df"], small_df())
+    lying = struct.pack(">2sBBIQ", b"DX", 1, ord("M"), 0, 3 << 30)   # announces 3 GiB
+    assert reader.feed(lying + b"abc") == [] and reader.buffered == 19
+
+
+def test_recv_grows_big_frames_from_a_socket(monkeypatch):
+    import socket
+
+    monkeypatch.setattr(protocol, "_PREALLOC", 100)
+    left, right = socket.socketpair()
+    with left, right:
+        protocol.send(left, {"id": 1, "df": small_df()}, fmt="arrow")
+        pd.testing.assert_frame_equal(protocol.recv(right, timeout=5)["df"], small_df())
+        left.sendall(struct.pack(">2sBBIQ", b"DX", 1, ord("M"), 0, 3 << 30) + b"abc")
+        left.shutdown(socket.SHUT_WR)
+        with pytest.raises(ProtocolError, match="Truncated frame: the peer closed after 19"):
+            protocol.recv(right, timeout=5)
 
 
 def test_frame_reader_skips_an_undecodable_frame_and_keeps_the_others():
@@ -350,3 +453,46 @@ def test_unpicklable_exception_is_reconstructed():
 def test_raise_remote_refuses_a_normal_message():
     with pytest.raises(ProtocolError, match="Expected an error message"):
         protocol.raise_remote({"id": 1, "status": "ok"})
+
+
+# ----------------------------------------------------------------------------- transports
+
+def test_send_never_uses_shared_memory_over_tcp(monkeypatch):
+    import socket
+
+    monkeypatch.setattr(protocol, "SHM_THRESHOLD", 1)
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    try:
+        protocol.send(client, {"id": 1, "df": small_df()})
+        client.shutdown(socket.SHUT_WR)
+        raw = b""
+        while chunk := peer.recv(65536):
+            raw += chunk
+        assert protocol.frame_info(raw).kind == "msgpack"
+        pd.testing.assert_frame_equal(protocol.unpack(raw)["df"], small_df())
+    finally:
+        for s in (client, peer, server):
+            s.close()
+
+
+def test_send_and_recv_over_binary_files():
+    read_fd, write_fd = os.pipe()
+    with open(write_fd, "wb", buffering=0) as writer, open(read_fd, "rb", buffering=0) as reader:
+        protocol.send(writer, {"id": 1, "x": (1, 2)})
+        protocol.send(writer, {"id": 2, "df": small_df()}, fmt="shm")
+        assert protocol.recv(reader) == {"id": 1, "x": (1, 2)}
+        pd.testing.assert_frame_equal(protocol.recv(reader)["df"], small_df())
+        writer.close()
+        with pytest.raises(EOFError):
+            protocol.recv(reader)
+
+
+def test_failed_send_releases_its_shared_memory():
+    class Broken:
+        def send_bytes(self, data):
+            raise BrokenPipeError("the worker is gone")
+
+    with pytest.raises(BrokenPipeError):
+        protocol.send(Broken(), {"df": small_df()}, fmt="shm")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import typing  # noqa: F401  (DSPy resolves "typing.List" from the caller's frame)
+import typing
 import warnings
 
 import dspy
 import pytest
 
+from dspex_lab.errors import SignatureError
 from dspex_lab.signatures import Signature, TypeSpec, parse_signature, signature
 
 # Strings that dspy.Signature accepts. Typing aliases (List, Dict, Set, Tuple) are normalized by
@@ -163,6 +164,18 @@ def test_to_dspy_runs_in_dspy_predict() -> None:
     assert sig.validate_outputs(dict(result)) == {"answer": 42}
 
 
+def test_from_dspy_rejects_what_it_cannot_represent() -> None:
+    with pytest.raises(SignatureError, match=r"needs a dspy\.Signature subclass"):
+        Signature.from_dspy("question -> answer")  # type: ignore[arg-type]
+
+    class Custom(dspy.Signature):
+        value: complex = dspy.InputField()
+        answer: str = dspy.OutputField()
+
+    with pytest.raises(SignatureError, match="no signature text form"):
+        Signature.from_dspy(Custom)
+
+
 def test_from_dspy_class_signature_with_docstring() -> None:
     class Qa(dspy.Signature):
         """Answer the question in one word."""
@@ -173,7 +186,8 @@ def test_from_dspy_class_signature_with_docstring() -> None:
 
     sig = Signature.from_dspy(Qa)
     assert sig.instructions == "Answer the question in one word."
-    assert str(sig) == "question: str, hints: list[str] | None 'optional hints' -> answer: Literal['yes', 'no']"
+    assert str(sig) == ("question: str, hints: list[str] | None 'optional hints' -> "
+                        "answer: Literal['yes', 'no']")
     assert sig.to_dspy() is Qa
     rebuilt = parse_signature(str(sig), sig.instructions).to_dspy()
     assert rebuilt.instructions == Qa.instructions

@@ -106,9 +106,9 @@ def _check_only_signature_errors(text: str) -> None:
 
 
 SIGNATURE_ALPHABET = st.sampled_from(
-    list(" \n\t,:->[]|'\"\\._0123456789xyzé") +
-    ["->", "list", "dict", "tuple", "Literal", "Optional", "Union", "None", "int", "str",
-     "...", "True", "dspy.Image", "class", "'a'", "\\x4", "\\U0011ffff"]
+    [*" \n\t,:->[]|'\"\\._0123456789xyzé", "->", "list", "dict", "tuple", "Literal",
+     "Optional", "Union", "None", "int", "str", "...", "True", "dspy.Image", "class", "'a'",
+     "\\x4", "\\U0011ffff"]
 )
 
 

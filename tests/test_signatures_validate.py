@@ -38,6 +38,7 @@ def bad(type_text: str, value: object) -> list[tuple[str, str]]:
     ("bool", True, True),
     ("bool", np.bool_(False), False),
     ("str", "hi", "hi"),
+    ("str", np.str_("hi"), "hi"),
     ("bytes", bytearray(b"ab"), b"ab"),
     ("Any", object, object),
     ("list[int]", (1, 2), [1, 2]),

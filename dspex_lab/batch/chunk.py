@@ -7,7 +7,8 @@ failure, backoff and again. Calls go through the real ``dspy.LM`` in a thread po
 module), or, with ``transport="fast"``, through ``batch.transport`` (Predict/ChainOfThought on
 OpenAI-compatible endpoints).
 
-    >>> table = run_chunk(ChunkTask(program, lm_spec(), ChunkOptions()), pa.table({"question": ["hi"]}))
+    >>> task = ChunkTask(as_program("question -> answer"), lm_spec(), ChunkOptions())
+    >>> table = run_chunk(task, pa.table({"question": ["hi"]}))
     >>> table.column_names
     ['answer', 'error', 'latency_ms', 'prompt_tokens', 'completion_tokens', 'cost']
 
@@ -19,7 +20,9 @@ inputs, lm) -> dict`` is called with the row's inputs and the ``dspy.LM`` (insid
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures as cf
+import contextlib
 import contextvars
 import copy
 import functools
@@ -32,7 +35,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from dspex_lab.batch import replay as _replay
+from dspex_lab.batch import recording as _replay
 from dspex_lab.batch.concurrency import AIMDLimiter, TokenBucket
 from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy, classify
 from dspex_lab.programs import Program
@@ -125,7 +128,7 @@ class _ChunkState:
         self.fast_reason: str | None = None
 
     async def run_row(self, call: Any, inputs: dict[str, Any]) -> _Row:
-        start = time.perf_counter()
+        start: float | None = None  # from the first call: waiting for a slot is not latency
         row, attempt = _Row(), 0
         while True:
             if self.breaker.open:
@@ -137,6 +140,7 @@ class _ChunkState:
                 await self.tpm.take(0)
             error: BaseException | None = None
             async with self.limiter.slot() as generation:
+                start = start or time.perf_counter()
                 self.attempts += 1
                 try:
                     outputs, p, c, cost = await call(inputs)
@@ -163,7 +167,7 @@ class _ChunkState:
             self.retries += 1
             await asyncio.sleep(self.policy.backoff(attempt, failure.retry_after))
             attempt += 1
-        row.latency_ms = (time.perf_counter() - start) * 1e3
+        row.latency_ms = (time.perf_counter() - start) * 1e3 if start else 0.0
         return row
 
     def _spent(self, row: _Row, error: BaseException) -> None:
@@ -335,8 +339,22 @@ def _loop() -> asyncio.AbstractEventLoop:
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="dspex-batch-loop",
                              daemon=True).start()
+            if _STATE["pid"] is None:
+                atexit.register(_close_loop)
             _STATE.update(pid=os.getpid(), loop=loop, pool=None, adapters={})
         return _STATE["loop"]
+
+
+def _close_loop() -> None:
+    """At exit: close the fast transport's HTTP sessions, then stop the loop."""
+    loop = _STATE["loop"]
+    if loop is None or _STATE["pid"] != os.getpid() or loop.is_closed():
+        return
+    from dspex_lab.batch.transport import close_sessions
+
+    with contextlib.suppress(Exception):  # exiting anyway
+        asyncio.run_coroutine_threadsafe(close_sessions(), loop).result(timeout=2)
+    loop.call_soon_threadsafe(loop.stop)
 
 
 def _executor(threads: int) -> cf.ThreadPoolExecutor:

@@ -20,8 +20,10 @@ running chunk ``1/slots`` of the run's rate, so the workers together never excee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -58,7 +60,8 @@ class SharedLimit:
 
 
 class AIMDLimiter:
-    """An async concurrency limit that halves on overload and grows on success.
+    """An async concurrency limit that halves on overload and grows on success. Waiters are
+    woken one per free slot, first come first served (no thundering herd).
 
     >>> limiter = AIMDLimiter(8, maximum=16)
     >>> async def call():
@@ -75,31 +78,50 @@ class AIMDLimiter:
         self.inflight = 0
         self.generation = 0
         self.peak = 0
-        self._cond: asyncio.Condition | None = None
-
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[int]:
         """Hold one of the ``limit`` slots; yields the generation it was granted in."""
-        cond = self._condition()
-        async with cond:
-            await cond.wait_for(lambda: self.inflight < max(1, int(self.limit)))
-            self.inflight += 1
-            self.peak = max(self.peak, self.inflight)
+        await self._acquire()
         try:
             yield self.generation
         finally:
-            async with cond:
+            self.inflight -= 1
+            self._wake()
+
+    async def _acquire(self) -> None:
+        if not self._waiters and self.inflight < max(1, int(self.limit)):
+            self._take()
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # _wake counted us in before setting the result
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
                 self.inflight -= 1
-                cond.notify_all()
+                self._wake()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def _take(self) -> None:
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+
+    def _wake(self) -> None:
+        while self._waiters and self.inflight < max(1, int(self.limit)):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(None)
 
     def success(self) -> None:
         """One call succeeded: grow by ``1/limit`` (about one slot per full window)."""
         self.limit = min(float(self.maximum), self.limit + 1.0 / max(1.0, self.limit))
+        self._wake()
 
     def overload(self, generation: int) -> None:
         """A call granted at ``generation`` was rate limited: halve, once per generation."""

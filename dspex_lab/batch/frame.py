@@ -6,8 +6,8 @@ one Arrow-backed column per output field, then ``error``, ``latency_ms``, ``prom
 the suffix ``_pred`` (outputs) or ``_run`` (bookkeeping), so no input column is overwritten.
 
     >>> part = result_part([0], {"answer": ["4"]}, errors=[None], cached=True)
-    >>> assemble(batch, ordered([part], ("answer",), 1)).columns.tolist()
-    ['question', 'answer', 'error', 'latency_ms', 'prompt_tokens', 'completion_tokens', 'cost', 'cached']
+    >>> assemble(batch, ordered([part], ("answer",), 1)).columns.tolist()[:3]
+    ['question', 'answer', 'error']
 """
 
 from __future__ import annotations

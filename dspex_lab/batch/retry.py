@@ -145,7 +145,7 @@ class CircuitBreaker:
             self.last_success = self._clock()
             return
         self.consecutive += 1
-        self.last_error = error
+        self.last_error = error or self.last_error
         cfg = self.config
         if (cfg.enabled and self.consecutive >= cfg.failures
                 and self._clock() - self.last_success >= cfg.seconds):

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dspex_lab import telemetry
-from dspex_lab.batch import replay as _replay
+from dspex_lab.batch import recording as _replay
 from dspex_lab.batch.chunk import ChunkOptions, ChunkTask, run_chunk
 from dspex_lab.batch.concurrency import SharedLimit
 from dspex_lab.batch.frame import assemble, ordered, result_part, usage_totals, with_rows
@@ -41,7 +42,7 @@ from dspex_lab.batch.schedule import Budget, Scheduler
 from dspex_lab.batch.spill import ROW, Spill
 from dspex_lab.errors import BudgetExceeded, ConfigurationError, RunError
 from dspex_lab.programs import Program, as_program
-from dspex_lab.router import get_router, register
+from dspex_lab.router import register
 
 __all__ = ["RunOptions", "last_run", "run"]
 
@@ -197,6 +198,7 @@ class _Run:
         self.route = "pool"
         self.bar: Progress | None = None
         self.spill: Spill | None = None
+        self.budget: Budget | None = None
 
     # -- the phases ---------------------------------------------------------------------------
 
@@ -236,7 +238,7 @@ class _Run:
         table = self.spill.load() if self.spill else None
         if table is None:
             return
-        table = table.filter(pa.compute.is_null(table.column("error")))
+        table = table.filter(pc.is_null(table.column("error")))
         rows = table.column(ROW).to_numpy()
         keep = ~self.done[rows]
         if keep.any():
@@ -255,7 +257,6 @@ class _Run:
         names = list(dict.fromkeys(k for v in values for k in (v.get("outputs") or {})))
         outputs = {n: [(v.get("outputs") or {}).get(n) for v in values] for n in names}
         self._add(result_part(rows, outputs, errors=[None] * len(rows), cached=True), "native")
-        get_router().plan("run")  # the operation exists; cache hits are the native route
         telemetry.emit("router.route", operation="run", route="native", reason="cached answers",
                        pool=None, rows=len(rows), run_id=self.run_id)
 
@@ -278,8 +279,7 @@ class _Run:
                              tpm=opts.tpm / share if opts.tpm else None,
                              generation=generation)
 
-        budget = Budget(opts.budget_usd, opts.on_budget) if opts.budget_usd else None
-        self.budget = budget
+        budget = self.budget = Budget(opts.budget_usd, opts.on_budget) if opts.budget_usd else None
         scheduler = Scheduler(pool, make_task, self.batch.table, np.flatnonzero(~self.done),
                               self._on_chunk, self._on_chunk_error, slots=share, limit=limit,
                               budget=budget, chunk_size=opts.chunk_size,
@@ -306,8 +306,8 @@ class _Run:
         if stats.get("circuit_open"):
             self.notes["circuit"] = stats.get("circuit_message")
         self._add(part, self.route)
-        cost = float(pa.compute.sum(table.column("cost")).as_py() or 0.0)
-        if getattr(self, "budget", None) is not None:
+        cost = float(pc.sum(table.column("cost")).as_py() or 0.0)
+        if self.budget is not None:
             self.budget.add(cost, len(rows))
             if self.budget.mode == "warn" and self.budget.spent > self.budget.usd \
                     and "budget_warned" not in self.notes:
@@ -329,7 +329,7 @@ class _Run:
         if not len(rows):
             return
         if status == "budget":
-            spent = self.budget.spent if getattr(self, "budget", None) else 0.0
+            spent = self.budget.spent if self.budget else 0.0
             message = (f"BudgetExceeded: not run; the run stopped at ${spent:.4f} to stay "
                        f"within budget_usd={self.options.budget_usd}.")
             warnings.warn(f"The budget of ${self.options.budget_usd} was reached: "
@@ -351,9 +351,9 @@ class _Run:
         self.done[rows] = True
         self.parts.append(part)
         errors = part.num_rows - part.column("error").null_count
-        p = int(pa.compute.sum(part.column("prompt_tokens")).as_py() or 0)
-        c = int(pa.compute.sum(part.column("completion_tokens")).as_py() or 0)
-        cost = float(pa.compute.sum(part.column("cost")).as_py() or 0.0)
+        p = int(pc.sum(part.column("prompt_tokens")).as_py() or 0)
+        c = int(pc.sum(part.column("completion_tokens")).as_py() or 0)
+        cost = float(pc.sum(part.column("cost")).as_py() or 0.0)
         self.counts["rows"] += part.num_rows
         self.counts["errors"] += errors
         self.counts["tokens"] += p + c

@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dspex_lab.batch import replay as _replay
+from dspex_lab.batch import recording as _replay
 
 __all__ = ["FastTransport", "NotEligible", "fast_transport"]
 
@@ -170,7 +170,7 @@ async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
             raw = await resp.read()
             status = resp.status
             retry_after = resp.headers.get("Retry-After")
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise dx.LMTimeoutError(f"No reply within {endpoint.timeout} s.", model=model,
                                 provider="openai") from exc
     except aiohttp.ClientError as exc:
@@ -204,6 +204,13 @@ def _session(url: str) -> Any:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         session = _SESSIONS[key] = aiohttp.ClientSession(connector=connector)
     return session
+
+
+async def close_sessions() -> None:
+    """Close this event loop's HTTP sessions (at process exit)."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _SESSIONS if k[0] == loop_id]:
+        await _SESSIONS.pop(key).close()
 
 
 _TRANSPORTS: dict[tuple[Any, ...], Any] = {}

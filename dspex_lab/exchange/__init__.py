@@ -4,28 +4,34 @@
     >>> batches = split(to_arrow(df), rows_per_batch=500)
     >>> df_back = to_pandas(batches[0])
 
-``dspex_lab.workers.protocol`` uses this package to put tables into frames; nothing else in
-dspex_lab converts between pandas and Arrow.
+Modules: ``arrow`` (DataFrame <-> Arrow, IPC, split), ``shm`` (shared-memory segments),
+``objects`` (any value <-> payload bytes: Arrow for tables, cloudpickle otherwise) and
+``exceptions`` (worker exceptions <-> plain data). ``dspex_lab.workers.protocol`` uses them to
+build frames; nothing else in dspex_lab converts between pandas and Arrow.
+
+Names load lazily: importing this package (or the protocol) does not import pandas/pyarrow.
 """
 
-from dspex_lab.exchange.arrow import ipc_to_table, split, table_to_ipc, to_arrow, to_pandas
-from dspex_lab.exchange.shm import (
-    list_segments,
-    read_segment,
-    sweep_segments,
-    unlink_segment,
-    write_segment,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ipc_to_table",
-    "list_segments",
-    "read_segment",
-    "split",
-    "sweep_segments",
-    "table_to_ipc",
-    "to_arrow",
-    "to_pandas",
-    "unlink_segment",
-    "write_segment",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ipc_to_table": "arrow", "split": "arrow", "table_to_ipc": "arrow", "to_arrow": "arrow",
+    "to_pandas": "arrow", "list_segments": "shm", "read_segment": "shm",
+    "sweep_segments": "shm", "unlink_segment": "shm", "write_segment": "shm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"dspex_lab.exchange.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'dspex_lab.exchange' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

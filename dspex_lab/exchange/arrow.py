@@ -151,8 +151,11 @@ def to_pandas(table: pa.Table | pa.RecordBatch, arrow_dtypes: bool = True) -> pd
     if not isinstance(table, pa.Table):
         raise TypeError(f"to_pandas needs a pyarrow Table or RecordBatch, not "
                         f"{type(table).__name__}; call to_arrow(data) first.")
-    mapper = _arrow_dtype if arrow_dtypes else _recorded_arrow_dtypes(table)
-    return table.to_pandas(types_mapper=mapper, split_blocks=True)
+    if arrow_dtypes:
+        return table.to_pandas(types_mapper=_arrow_dtype, split_blocks=True)
+    meta = _pandas_metadata(table)
+    frame = table.to_pandas(types_mapper=_recorded_arrow_dtypes(table, meta), split_blocks=True)
+    return _restore_object_strings(frame, table, meta)
 
 
 def _arrow_dtype(arrow_type: pa.DataType) -> Any:
@@ -165,27 +168,47 @@ def _arrow_dtype(arrow_type: pa.DataType) -> Any:
     return pd.ArrowDtype(arrow_type)
 
 
-def _recorded_arrow_dtypes(table: pa.Table) -> Any:
+def _pandas_metadata(table: pa.Table) -> dict:
+    """The pandas metadata pyarrow stored in the table ({} when there is none or it is bad)."""
+    raw = (table.schema.metadata or {}).get(b"pandas")
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) and isinstance(meta.get("columns"), list) else {}
+
+
+def _recorded(meta: dict) -> dict[str, str]:
+    return {c.get("field_name", c.get("name")): str(c.get("numpy_type", ""))
+            for c in meta.get("columns", []) if isinstance(c, dict)}
+
+
+def _recorded_arrow_dtypes(table: pa.Table, meta: dict) -> Any:
     """A types_mapper restoring ``pd.ArrowDtype`` columns whose type pandas cannot parse back.
 
     pyarrow records ``list<item: string>[pyarrow]`` in the pandas metadata and then fails to
     read it; mapping those Arrow types explicitly avoids the bug.
     """
-    raw = (table.schema.metadata or {}).get(b"pandas")
-    if not raw:
-        return None
-    try:
-        recorded = {c.get("field_name", c.get("name")): c.get("numpy_type", "")
-                    for c in json.loads(raw).get("columns", [])}
-    except (ValueError, AttributeError):
-        return None
-    arrow_backed = set()
-    for field in table.schema:
-        if str(recorded.get(field.name, "")).endswith("[pyarrow]"):
-            arrow_backed.add(field.type)
+    recorded = _recorded(meta)
+    arrow_backed = {f.type for f in table.schema if recorded.get(f.name, "").endswith("[pyarrow]")}
     if not arrow_backed:
         return None
     return lambda t: pd.ArrowDtype(t) if t in arrow_backed else None
+
+
+def _restore_object_strings(frame: pd.DataFrame, table: pa.Table, meta: dict) -> pd.DataFrame:
+    """Strings that were an ``object`` column stay ``object`` (pandas 3 would make them ``str``)."""
+    recorded = _recorded(meta)
+    index_fields = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+    fields = [f for f in table.schema if f.name not in index_fields]
+    if len(fields) != frame.shape[1]:
+        return frame
+    for position, field in enumerate(fields):
+        if recorded.get(field.name) == "object" and (
+                pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            values = table.column(field.name).to_numpy(zero_copy_only=False)
+            frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
+    return frame
 
 
 def table_to_ipc(table: pa.Table | pa.RecordBatch) -> pa.Buffer:

@@ -80,6 +80,9 @@ def _encode_table(obj: Any) -> Payload | None:
         table = obj if kind == "batch" else arrow.to_arrow(obj)
     except (TypeError, ValueError):
         return None   # e.g. an object column of mixed types: cloudpickle keeps it exact
+    freq = getattr(getattr(obj, "index", None), "freqstr", None)
+    if freq and kind in ("pandas", "series"):
+        meta["freq"] = freq    # a DatetimeIndex's frequency is not in pyarrow's metadata
     return Payload("arrow", arrow.ipc_size(table), lambda view: arrow.write_ipc(table, view),
                    meta)
 
@@ -141,6 +144,8 @@ def _decode_table(view: memoryview, meta: Any) -> Any:
     if shape == "table":
         return table
     frame = arrow.to_pandas(table, arrow_dtypes=False)
+    if meta.get("freq"):
+        frame.index.freq = meta["freq"]
     if shape == "series":
         series = frame.iloc[:, 0]
         series.name = meta.get("name")

@@ -31,8 +31,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-import psutil
-
 __all__ = [
     "SHM_DIR",
     "create_segment",
@@ -77,8 +75,11 @@ def create_segment(name: str, size: int) -> Iterator[BinaryIO]:
     Unwritten gaps read as zeros. If the block raises, the segment is removed. Writing through
     the file (``write`` syscalls) is about twice as fast as faulting pages in through ``mmap``.
 
-        >>> with create_segment(new_segment_name(), 4) as file:
-        ...     file.write(b"data")
+        >>> name = new_segment_name()
+        >>> with create_segment(name, 4) as file:
+        ...     _ = file.write(b"data")
+        >>> bytes(read_segment(name, 4))
+        b'data'
     """
     if size <= 0:
         raise ValueError(f"A segment needs a positive size, not {size}.")
@@ -158,6 +159,8 @@ def sweep_segments() -> int:
     A segment whose sender died before the receiver read it would otherwise stay in memory
     until reboot. Call it when a worker crashed, or at pool start-up.
     """
+    import psutil
+
     removed = 0
     for name in list_segments():
         pid = int(_NAME.match(name).group(1))

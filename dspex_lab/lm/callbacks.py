@@ -15,7 +15,6 @@ and never raises into the LM call.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
@@ -112,26 +111,15 @@ def _fingerprint(data: dict[str, Any]) -> tuple[str, ...]:
 
 def _cost(model: str, entry: dict[str, Any] | None, prompt_tokens: int,
           completion_tokens: int) -> float:
-    if "dspex-embedded" in model or entry is None:
+    """DSPy's own estimate when it has one, else ``dspex_lab.usage.cost_of`` (litellm's local
+    cost map; the embedded model is priced like a small hosted model)."""
+    from dspex_lab.usage import cost_of
+
+    if entry is None:
         return 0.0
-    if isinstance(entry.get("cost"), int | float):
+    if isinstance(entry.get("cost"), int | float) and "dspex-embedded" not in model:
         return float(entry["cost"])
-    if not prompt_tokens and not completion_tokens:
-        return 0.0
-    return _litellm_cost(model, prompt_tokens, completion_tokens)
-
-
-def _litellm_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """litellm's price from its bundled cost map (never downloaded); 0.0 when unknown."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    try:
-        import litellm
-
-        prompt, completion = litellm.cost_per_token(
-            model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        return float(prompt + completion)
-    except Exception:
-        return 0.0
+    return cost_of(model, prompt_tokens, completion_tokens)
 
 
 _CALLBACK: TelemetryCallback | None = None

@@ -13,7 +13,8 @@
 With nothing configured, ``get_lm()`` takes, in order: ``dspy.settings.lm`` if the user set it,
 the ``DSPEX_LM`` environment variable (a model string or ``embedded``), a small model of the
 first provider whose API key is in the environment, and finally the embedded offline server
-(started once per process, in a thread). The last two say so once, on stderr.
+(started once per process, in a thread, or in a child process with
+``DSPEX_EMBEDDED_SERVER=process``). The last two say so once, on stderr.
 
 API keys stay out of every repr (``LMSpec`` redacts them); they do travel inside a pickled
 ``LMSpec`` because the worker needs them.
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dspex_lab.errors import ConfigurationError
+from dspex_lab.lm.spec import EMBEDDED_MODEL, LMSpec, spec_from_lm
 from dspex_lab.telemetry import redact
 
 if TYPE_CHECKING:
@@ -39,11 +41,10 @@ if TYPE_CHECKING:
     from dspex_lab.lm_server import LMServer
 
 __all__ = ["EMBEDDED_MODEL", "LMSpec", "configure", "embedded_server", "get_lm", "lm_spec",
-           "reset", "resolve", "resolve_model"]
+           "reset", "resolve", "resolve_model", "spec_from_lm"]
 
 log = logging.getLogger("dspex_lab.lm")
 
-EMBEDDED_MODEL = "openai/dspex-embedded"
 EMBEDDED_KEY = "dspex-local"
 _EMBEDDED_NAMES = ("embedded", "dspex-embedded", EMBEDDED_MODEL)
 PROVIDER_DEFAULTS = (
@@ -60,63 +61,6 @@ _ALIAS_PREFIXES = (
     ("gemini-", "gemini"), ("mistral-", "mistral"), ("open-mistral", "mistral"),
     ("codestral", "mistral"), ("command-", "cohere"),
 )
-_NOT_KWARGS = {"callbacks"}
-
-
-@dataclass(frozen=True)
-class LMSpec:
-    """A model string plus ``dspy.LM`` keyword arguments: small, picklable, hashable, and
-    never showing secrets in its repr.
-
-    >>> spec = LMSpec("openai/gpt-4o-mini", {"api_key": "sk-secret-123456", "temperature": 0})
-    >>> spec
-    LMSpec(model='openai/gpt-4o-mini', kwargs={'api_key': '***', 'temperature': 0})
-    >>> spec.build().model                                             # doctest: +SKIP
-    'openai/gpt-4o-mini'
-    """
-
-    model: str
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    name: str | None = field(default=None, compare=False)
-
-    def build(self) -> dspy.LM:
-        """A new ``dspy.LM`` with this model and these keyword arguments."""
-        import dspy
-
-        return dspy.LM(self.model, **dict(self.kwargs))
-
-    @property
-    def embedded(self) -> bool:
-        """True for the embedded offline server's model."""
-        return self.model == EMBEDDED_MODEL
-
-    def redacted(self) -> dict[str, Any]:
-        """The keyword arguments with secrets replaced by ``***``."""
-        return redact(dict(self.kwargs))
-
-    def with_kwargs(self, **kwargs: Any) -> LMSpec:
-        """A copy with ``kwargs`` merged in."""
-        return replace(self, kwargs={**self.kwargs, **kwargs})
-
-    def __repr__(self) -> str:
-        return f"LMSpec(model={self.model!r}, kwargs={self.redacted()!r})"
-
-    __str__ = __repr__
-
-    def __hash__(self) -> int:
-        return hash((self.model, _freeze(self.kwargs)))
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple | set):
-        return tuple(_freeze(v) for v in value)
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value
 
 
 # -- state --------------------------------------------------------------------------------------
@@ -331,19 +275,6 @@ def _to_spec(entry: Any) -> LMSpec:
     return spec
 
 
-def spec_from_lm(lm: Any) -> LMSpec:
-    """The ``LMSpec`` of an existing ``dspy.LM`` (its model, kwargs and client settings)."""
-    kwargs = {k: v for k, v in dict(getattr(lm, "kwargs", {}) or {}).items()
-              if k not in _NOT_KWARGS and v is not None}
-    for attr in ("cache", "num_retries", "model_type"):
-        if hasattr(lm, attr):
-            kwargs[attr] = getattr(lm, attr)
-    engine = getattr(lm, "_engine_spec", None)
-    if isinstance(engine, str) and engine != "auto":
-        kwargs["engine"] = engine
-    return LMSpec(str(lm.model), kwargs)
-
-
 def _build(key: str | None, entry: Any) -> Any:
     if not isinstance(entry, LMSpec):
         return entry
@@ -373,14 +304,16 @@ def _hand_to_dspy(lm: Any) -> None:
 # -- the embedded server ------------------------------------------------------------------------
 
 def embedded_server() -> LMServer:
-    """The in-process embedded LM server, started (in a thread) on first use; one per process
-    (a forked child starts its own)."""
+    """The embedded LM server, started on first use; one per process (a forked child starts
+    its own). It runs in a thread, or in a child process when the environment variable
+    ``DSPEX_EMBEDDED_SERVER=process`` is set (keeps its CPU off the kernel's GIL)."""
     with _LOCK:
         server = _STATE.server
         if server is None or _STATE.server_pid != os.getpid() or not server.running:
             from dspex_lab.lm_server import LMServer
 
-            server = LMServer().start()
+            mode = os.environ.get("DSPEX_EMBEDDED_SERVER", "thread").strip() or "thread"
+            server = LMServer().start(mode=mode)
             _STATE.server, _STATE.server_pid = server, os.getpid()
         return server
 

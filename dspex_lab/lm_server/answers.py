@@ -16,13 +16,14 @@ gives the same answer, and no global random state is touched.
 from __future__ import annotations
 
 import json
-import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dspex_lab.lm_server import solvers
+from dspex_lab.lm_server.coerce import FAIL as _FAIL
+from dspex_lab.lm_server.coerce import coerce
 from dspex_lab.lm_server.prompts import OutputField, ParsedPrompt
 from dspex_lab.lm_server.typespec import TypeSpec
 
@@ -31,7 +32,6 @@ __all__ = ["Rule", "compose", "load_rules"]
 Responder = Callable[[ParsedPrompt], "dict[str, Any] | None"]
 _PRIMARY = ("answer", "result", "output", "response", "solution", "value", "final_answer")
 _REASONING = ("reasoning", "rationale", "thought", "next_thought", "explanation")
-_FAIL = object()
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ class _Builder:
         self.primary = _primary_name(prompt.outputs)
         self.solution = self._solution()
 
-    def rng(self, *parts: Any) -> random.Random:
-        return random.Random(solvers.stable_hash(self.seed, self.prompt.key, self.salt, *parts))
+    def rng(self, *parts: Any) -> solvers.HashRandom:
+        return solvers.HashRandom(self.seed, self.prompt.key, self.salt, *parts)
 
     def _solution(self) -> Any:
         observation = _last_observation(self.prompt.trajectory)
@@ -223,7 +223,7 @@ class _Builder:
             return {k: self.generate(t.without_none(), k, f"{path}.{k}") for k, t in spec.fields}
         return self.text(name, rng)
 
-    def text(self, name: str, rng: random.Random) -> str:
+    def text(self, name: str, rng: solvers.HashRandom) -> str:
         lname = name.lower()
         if lname in _REASONING:
             return self.reasoning()
@@ -250,7 +250,7 @@ class _Builder:
         parts.append("Let me state the answer.")
         return " ".join(parts)
 
-    def number(self, name: str, rng: random.Random, *, integer: bool) -> int | float:
+    def number(self, name: str, rng: solvers.HashRandom, *, integer: bool) -> int | float:
         lname = name.lower()
         if not integer and any(k in lname for k in ("confidence", "probability", "prob", "score",
                                                      "certainty")):
@@ -262,7 +262,7 @@ class _Builder:
             return int(nums[0]) if integer else float(nums[0])
         return rng.randint(1, 100) if integer else round(rng.uniform(0, 100), 2)
 
-    def choose(self, choices: Sequence[Any], rng: random.Random) -> Any:
+    def choose(self, choices: Sequence[Any], rng: solvers.HashRandom) -> Any:
         if not choices:
             return ""
         mood = solvers.sentiment(self.question)
@@ -276,7 +276,7 @@ class _Builder:
                     return choice
         return choices[rng.randrange(len(choices))]
 
-    def sequence(self, spec: TypeSpec, name: str, path: str, rng: random.Random) -> list[Any]:
+    def sequence(self, spec: TypeSpec, name: str, path: str, rng: solvers.HashRandom) -> list[Any]:
         if spec.kind == "tuple" and spec.args and spec.args[-1].kind != "ellipsis":
             return [self.generate(t, name, f"{path}[{i}]") for i, t in enumerate(spec.args)]
         item = spec.args[0] if spec.args else TypeSpec("str")
@@ -316,91 +316,3 @@ def _last_observation(trajectory: Sequence[dict[str, Any]]) -> Any:
         except ValueError:
             return obs
     return None
-
-
-def coerce(value: Any, spec: TypeSpec) -> Any:
-    """``value`` converted to ``spec``, or ``_FAIL`` when it does not fit."""
-    kind = spec.kind
-    try:
-        if kind == "union":
-            for member in spec.args:
-                if member.kind != "none" and (result := coerce(value, member)) is not _FAIL:
-                    return result
-            return None if value is None else _FAIL
-        if kind in ("any", "named", "ellipsis"):
-            return value
-        if kind == "str":
-            return value if isinstance(value, str) else json.dumps(value, default=str) if (
-                isinstance(value, dict | list)) else str(value)
-        if kind in ("int", "float"):
-            return _coerce_number(value, integer=kind == "int")
-        if kind == "bool":
-            return _coerce_bool(value)
-        if kind == "literal":
-            return _coerce_literal(value, spec.choices)
-        if kind in ("list", "set", "tuple", "dict", "object"):
-            return _coerce_container(value, spec)
-    except (TypeError, ValueError):
-        return _FAIL
-    return _FAIL if value is not None or kind != "none" else None
-
-
-def _coerce_number(value: Any, *, integer: bool) -> Any:
-    if isinstance(value, bool):
-        return _FAIL
-    if isinstance(value, str):
-        nums = solvers.numbers(value.replace(",", ""))
-        if len(nums) != 1:
-            return _FAIL
-        value = nums[0]
-    if not isinstance(value, int | float):
-        return _FAIL
-    if integer:
-        return int(value) if float(value).is_integer() else _FAIL
-    return float(value)
-
-
-def _coerce_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1"):
-        return True
-    if text in ("false", "no", "0"):
-        return False
-    return _FAIL
-
-
-def _coerce_literal(value: Any, choices: Sequence[Any]) -> Any:
-    if value in choices:
-        return value
-    for choice in choices:
-        if str(choice).strip().lower() == str(value).strip().lower():
-            return choice
-    return _FAIL
-
-
-def _coerce_container(value: Any, spec: TypeSpec) -> Any:
-    if isinstance(value, str):
-        value = json.loads(value)
-    if spec.kind == "object":
-        if not isinstance(value, dict):
-            return _FAIL
-        out = {}
-        for name, t in spec.fields:
-            item = coerce(value[name], t) if name in value else _FAIL
-            if item is _FAIL:
-                return _FAIL
-            out[name] = item
-        return out
-    if spec.kind == "dict":
-        if not isinstance(value, dict):
-            return _FAIL
-        value_type = spec.args[1] if len(spec.args) > 1 else TypeSpec("any")
-        out = {k: coerce(v, value_type) for k, v in value.items()}
-        return _FAIL if any(v is _FAIL for v in out.values()) else out
-    if not isinstance(value, list | tuple | set):
-        return _FAIL
-    item_type = spec.args[0] if spec.args and spec.kind != "tuple" else TypeSpec("any")
-    items = [coerce(v, item_type) for v in value]
-    return _FAIL if any(v is _FAIL for v in items) else items

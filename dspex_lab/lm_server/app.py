@@ -69,7 +69,7 @@ class LMApp:
     """Answers chat completions, injects faults and latency, and keeps stats. Thread-safe."""
 
     def __init__(self, options: ServerOptions | None = None) -> None:
-        self.options = options or ServerOptions()
+        self.options = self.initial_options = options or ServerOptions()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -83,11 +83,14 @@ class LMApp:
             self.options = self.options.with_changes(**changes)
             return self.options.public()
 
-    def reset(self) -> None:
-        """Zero the stats and forget which prompts were seen (``[[fail:once:...]]`` re-arms)."""
+    def reset(self, options: bool = False) -> None:
+        """Zero the stats and forget which prompts were seen (``[[fail:once:...]]`` re-arms);
+        with ``options=True`` also restore the options the server started with."""
         with self._lock:
             self._reset_stats()
             self._seen.clear()
+            if options:
+                self.options = self.initial_options
 
     def _reset_stats(self) -> None:
         self._started = time.time()

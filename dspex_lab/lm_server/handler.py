@@ -6,6 +6,7 @@ Routes (``/v1`` prefix optional):
     GET  /v1/models             the default model and every model seen
     GET  /v1/stats              totals (requests, errors by kind, tokens, per model)
     POST /v1/reset              zero the stats, re-arm ``[[fail:once:...]]`` markers
+                                (``{"options": true}`` also restores the start options)
     GET  /v1/config             current options
     POST /v1/config             change options (JSON object of changes)
     GET  /v1/health             ``{"ok": true}``
@@ -106,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "/chat/completions":
             self._send_reply(app.chat(body))
         elif route == "/reset":
-            app.reset()
+            app.reset(options=bool((body or {}).get("options")))
             self._send_json(200, {"ok": True})
         elif route == "/config":
             try:
@@ -154,7 +155,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _head(self, status: int, content_type: str, headers: dict[str, str] | None,
               length: int | None) -> bytes:
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
         lines = [f"HTTP/1.1 {status} {phrase}", f"Server: {self.server_version}",
                  f"Content-Type: {content_type}"]
         lines.append(f"Content-Length: {length}" if length is not None

@@ -20,6 +20,7 @@ A request that is not from DSPy parses as a ``plain`` prompt with one ``answer``
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import re
@@ -136,15 +137,20 @@ def parse_request(body: dict[str, Any]) -> ParsedPrompt:
                           response_format=body.get("response_format"), key=prompt_key(messages))
     if "Your output fields are:" not in system:
         prompt.outputs = _plain_outputs(prompt.response_format)
-        prompt.adapter = "json" if prompt.response_format and len(prompt.outputs) > 1 else "plain"
+        wants_json = isinstance(prompt.response_format, dict) and prompt.response_format.get(
+            "type") in ("json_object", "json_schema")
+        prompt.adapter = "json" if wants_json else "plain"
         prompt.inputs = {"question": prompt.text} if prompt.text else {}
         return prompt
-    _parse_dspy_system(prompt, system)
+    schema = _response_schema(prompt.response_format)
+    info = _system_info(system, json.dumps(schema, sort_keys=True) if schema else "")
+    prompt.input_names = list(info.input_names)
+    prompt.outputs = list(info.outputs)
+    prompt.instructions = info.instructions
+    prompt.tools = list(info.tools)
     prompt.adapter = _detect_adapter(system, prompt.text, prompt.response_format)
     split = _xml_sections if prompt.adapter == "xml" else _split_sections
     prompt.inputs = split(prompt.text, prompt.input_names)
-    if prompt.is_react_step:
-        prompt.tools = _parse_tools(prompt.instructions)
     if "trajectory" in prompt.inputs:
         prompt.trajectory = _parse_trajectory(prompt.inputs["trajectory"])
     return prompt
@@ -176,22 +182,35 @@ def _detect_adapter(system: str, user: str, response_format: Any) -> str:
     return "chat"
 
 
-def _parse_dspy_system(prompt: ParsedPrompt, system: str) -> None:
+@dataclass(frozen=True)
+class _SystemInfo:
+    input_names: tuple[str, ...]
+    outputs: tuple[OutputField, ...]
+    instructions: str
+    tools: tuple[Tool, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _system_info(system: str, schema_json: str) -> _SystemInfo:
+    """What a DSPy system message says (cached: every row of a batch sends the same one)."""
     head, _, rest = system.partition("Your output fields are:")
     inputs_part = head.partition("Your input fields are:")[2]
     outputs_part = rest.split("All interactions will be structured", 1)[0]
-    prompt.input_names = [name for name, _, _ in _field_items(inputs_part)]
     notes = _output_notes(system)
-    schema = _response_schema(prompt.response_format) or {}
+    schema = json.loads(schema_json) if schema_json else {}
     schema_props = schema.get("properties", {}) if isinstance(schema, dict) else {}
-    outputs = []
-    for name, type_text, desc in _field_items(outputs_part):
-        spec = _refine(parse_annotation(type_text), notes.get(name, ""),
-                       schema_props.get(name), schema)
-        outputs.append(OutputField(name, spec, desc))
-    prompt.outputs = outputs
+    outputs = tuple(
+        OutputField(name, _refine(parse_annotation(type_text), notes.get(name, ""),
+                                  schema_props.get(name), schema), desc)
+        for name, type_text, desc in _field_items(outputs_part))
+    instructions = ""
     if _OBJECTIVE in system:
-        prompt.instructions = textwrap.dedent(system.split(_OBJECTIVE, 1)[1]).strip()
+        instructions = textwrap.dedent(system.split(_OBJECTIVE, 1)[1]).strip()
+    tools = ()
+    if {"next_tool_name", "next_tool_args"} <= {o.name for o in outputs}:
+        tools = tuple(_parse_tools(instructions))
+    return _SystemInfo(tuple(name for name, _, _ in _field_items(inputs_part)), outputs,
+                       instructions, tools)
 
 
 def _field_items(block: str) -> list[tuple[str, str, str]]:

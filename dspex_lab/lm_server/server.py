@@ -45,7 +45,7 @@ class LMServer:
     def __init__(self, latency_ms: float = 0.0, jitter_ms: float = 0.0, error_rate: float = 0.0,
                  error_kinds: tuple[str, ...] | list[str] = ("429", "500"), seed: int = 0,
                  responder: Any = None, rules: Any = None, **options: Any) -> None:
-        self.options = ServerOptions().with_changes(
+        self._options = ServerOptions().with_changes(
             latency_ms=latency_ms, jitter_ms=jitter_ms, error_rate=error_rate,
             error_kinds=error_kinds, seed=seed, responder=responder, rules=rules, **options)
         self.mode: str | None = None
@@ -56,6 +56,17 @@ class LMServer:
         self._thread: threading.Thread | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._tempfiles: list[str] = []
+        self._started_options = self._options
+
+    @property
+    def options(self) -> ServerOptions:
+        """The current options (in thread mode, including changes made over HTTP)."""
+        return self._app.options if self._app is not None else self._options
+
+    @property
+    def initial_options(self) -> ServerOptions:
+        """The options the server was started with (``reset(options=True)`` restores them)."""
+        return self._started_options
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, port: int = 0, mode: str = "thread", host: str = "127.0.0.1") -> LMServer:
@@ -66,6 +77,7 @@ class LMServer:
         if mode not in ("thread", "process"):
             raise ConfigurationError(f"mode must be 'thread' or 'process', got {mode!r}.")
         self.host = host
+        self._started_options = self._options
         if mode == "thread":
             self._start_thread(port)
         else:
@@ -74,7 +86,7 @@ class LMServer:
         return self
 
     def _start_thread(self, port: int) -> None:
-        self._app = LMApp(self.options)
+        self._app = LMApp(self._options)
         self._httpd = LMHTTPServer((self.host, port), self._app)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={
@@ -132,6 +144,8 @@ class LMServer:
             _terminate(self._proc, timeout)
         for path in self._tempfiles:
             Path(path).unlink(missing_ok=True)
+        if self._app is not None:
+            self._options = self._app.options
         self._httpd = self._thread = self._proc = self._app = None
         self._tempfiles = []
         self.mode = None
@@ -181,27 +195,30 @@ class LMServer:
             return self._app.stats()
         return self._http("GET", "/stats")
 
-    def reset(self) -> None:
-        """Zero the stats and re-arm ``[[fail:once:...]]`` markers."""
+    def reset(self, options: bool = False) -> None:
+        """Zero the stats and re-arm ``[[fail:once:...]]`` markers; ``options=True`` also
+        restores the options the server was started with."""
         if self._app is not None:
-            self._app.reset()
+            self._app.reset(options=options)
         elif self._proc is not None:
-            self._http("POST", "/reset", {})
+            self._http("POST", "/reset", {"options": options})
+            if options:
+                self._options = self._started_options
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Change options while running (latency_ms, error_rate, ...); returns them all."""
-        self.options = self.options.with_changes(**changes)
         if self._app is not None:
             return self._app.configure(**changes)
+        if self._proc is not None and callable(changes.get("responder")):
+            raise ConfigurationError(
+                "A process-mode server cannot take a new responder callable at run time; "
+                "pass a 'module:function' string or restart the server with it.")
+        self._options = self._options.with_changes(**changes)
         if self._proc is not None:
-            if callable(changes.get("responder")):
-                raise ConfigurationError(
-                    "A process-mode server cannot take a new responder callable at run time; "
-                    "pass a 'module:function' string or restart the server with it.")
             if "rules" in changes:
-                changes["rules"] = [r.to_dict() for r in self.options.rules]
+                changes["rules"] = [r.to_dict() for r in self._options.rules]
             return self._http("POST", "/config", changes)
-        return self.options.public()
+        return self._options.public()
 
     def _http(self, method: str, route: str, payload: Any = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()

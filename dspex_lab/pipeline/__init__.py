@@ -11,23 +11,14 @@
     >>> result.answer, result.trace[1].route
     ('Paris', 'pool')
 
-Modules: ``steps`` (the step values and their factories), ``build`` (wiring checks),
-``run`` (execution, tracing, streaming), ``result``, ``dspy_module`` (``to_dspy()``), ``io``
-(save/load), ``code`` (``to_code()``), ``display`` (HTML graph and trace), ``core``
-(``Pipeline``).
+Modules: ``steps`` (the step values), ``factories`` (``native``, ``dspy_step``, ...),
+``build`` (wiring checks), ``run`` (execution, tracing, streaming), ``result``, ``dspy_module``
+(``to_dspy()``), ``io`` (save/load), ``code`` (``to_code()``), ``display`` (HTML graph and
+trace), ``core`` (``Pipeline``).
 """
 
 from dspex_lab.pipeline.core import Pipeline
-from dspex_lab.pipeline.result import PipelineResult, StepResult
-from dspex_lab.pipeline.run import PipelineStream
-from dspex_lab.pipeline.steps import (
-    DSPyStep,
-    Map,
-    NativeStep,
-    Parallel,
-    Sequence,
-    Step,
-    When,
+from dspex_lab.pipeline.factories import (
     as_step,
     dspy_step,
     map_step,
@@ -36,6 +27,9 @@ from dspex_lab.pipeline.steps import (
     sequence,
     when,
 )
+from dspex_lab.pipeline.result import PipelineResult, StepResult
+from dspex_lab.pipeline.steps import DSPyStep, Map, NativeStep, Parallel, Sequence, Step, When
+from dspex_lab.pipeline.stream import PipelineStream
 
 map = map_step  # the pipeline vocabulary: map(field, step, as_=...)
 

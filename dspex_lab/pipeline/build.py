@@ -1,7 +1,8 @@
 """Build-time checks: name every step, follow the fields through the steps, find wiring errors.
 
 ``build(steps)`` returns a ``Plan``: the named steps, the pipeline's inputs (declared, or
-inferred as the fields read before anything writes them), its outputs and its ``Signature``.
+inferred as the fields read before anything writes them), its outputs (declared, or every field
+a step writes that is not an input) and its ``Signature``.
 Every wiring error raises ``PipelineError`` with ``step=`` set and the fields available there:
 
 * a step reads a field that no earlier step writes (and that is not a declared input), or
@@ -10,11 +11,11 @@ Every wiring error raises ``PipelineError`` with ``step=`` set and the fields av
 * a ``map`` over a field nobody provides, declared outputs nobody writes, duplicate or
   non-identifier step names.
 
-    >>> from dspex_lab.pipeline.steps import dspy_step, native
+    >>> from dspex_lab.pipeline.factories import dspy_step, native
     >>> plan = build([dspy_step("question -> answer"), native(len, inputs=["answer"],
     ...                                                          output="n")])
     >>> plan.inputs, plan.outputs
-    (('question',), ('n',))
+    (('question',), ('answer', 'n'))
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspex_lab.errors import PipelineError
+from dspex_lab.pipeline.factories import as_step
 from dspex_lab.pipeline.steps import (
     DSPyStep,
     Map,
@@ -33,7 +35,6 @@ from dspex_lab.pipeline.steps import (
     Sequence,
     Step,
     When,
-    as_step,
     walk,
 )
 from dspex_lab.signatures import Field, Signature, TypeSpec
@@ -80,7 +81,7 @@ def build(steps: Iterable[Any], *, inputs: Iterable[str] | None = None,
     named = name_steps(tuple(as_step(s) for s in steps))
     checker = _Checker(named, None if inputs is None else tuple(inputs))
     checker.sequence(named, {n: _INPUT for n in checker.inputs})
-    outs = _outputs(named, checker, None if outputs is None else tuple(outputs))
+    outs = _outputs(checker, None if outputs is None else tuple(outputs))
     return Plan(named, tuple(checker.inputs), outs, tuple(checker.produced), checker.types,
                 inputs is not None)
 
@@ -222,23 +223,17 @@ class _Checker:
                     self.types[name] = (spec, None, True)
 
 
-def _outputs(steps: tuple[Step, ...], checker: _Checker, declared: tuple[str, ...] | None
-             ) -> tuple[str, ...]:
+def _outputs(checker: _Checker, declared: tuple[str, ...] | None) -> tuple[str, ...]:
     if declared is not None:
-        known = set(checker.produced) | set(checker.inputs)
         for name in declared:
-            if name not in known:
+            if name not in checker.produced or name in checker.inputs:
+                why = "is an input" if name in checker.inputs else "is not written by any step"
                 raise PipelineError(
-                    f"Pipeline output {name!r} is neither written by a step nor an input "
-                    f"(written: {', '.join(checker.produced) or '(none)'}).", step=None)
+                    f"Pipeline output {name!r} {why}; outputs are fields the steps write that "
+                    f"are not inputs (here: {', '.join(_written(checker)) or '(none)'}).")
         return declared
-    last_write: dict[str, int] = {}
-    last_read: dict[str, int] = {}
-    for i, s in enumerate(walk(steps)):
-        for f in s.reads:
-            last_read[f] = i
-        for f in s.writes:
-            last_write[f] = i
-    leaves = tuple(f for f in checker.produced
-                   if last_read.get(f, -1) < last_write.get(f, len(last_write) + 10**9))
-    return leaves or tuple(checker.produced)
+    return _written(checker)
+
+
+def _written(checker: _Checker) -> tuple[str, ...]:
+    return tuple(f for f in checker.produced if f not in checker.inputs)

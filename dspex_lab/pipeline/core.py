@@ -9,7 +9,7 @@ the pipeline is built; ``then``/``parallel``/``when``/``map`` return new pipelin
     >>> qa = Pipeline([native(clean, output="question"),
     ...                dspy_step("question -> answer", module="cot")], name="qa")
     >>> qa.signature
-    signature('question: str -> answer: str')
+    signature('question: str -> answer')
     >>> qa(question=" What is the capital of France? ").answer
     'Paris'
 
@@ -28,17 +28,11 @@ from typing import Any
 
 from dspex_lab.errors import PipelineError
 from dspex_lab.pipeline.build import Plan, build
+from dspex_lab.pipeline.factories import as_step, map_step, parallel, when
 from dspex_lab.pipeline.result import PipelineResult, StepResult
-from dspex_lab.pipeline.run import PipelineStream, Runner, kernel_dspy_call
-from dspex_lab.pipeline.steps import (
-    DSPyStep,
-    Sequence,
-    Step,
-    map_step,
-    parallel,
-    walk,
-    when,
-)
+from dspex_lab.pipeline.run import Runner, kernel_dspy_call
+from dspex_lab.pipeline.steps import DSPyStep, Sequence, Step, walk
+from dspex_lab.pipeline.stream import PipelineStream
 from dspex_lab.signatures import Signature
 
 __all__ = ["Pipeline"]
@@ -48,8 +42,8 @@ class Pipeline:
     """A checked, runnable list of steps. See the module docstring.
 
     ``inputs`` (optional) declares the input fields; without it they are inferred as the fields
-    read before any step writes them. ``outputs`` defaults to the fields written and never read
-    afterwards. ``continue_on_error`` is the default for runs.
+    read before any step writes them. ``outputs`` defaults to every field a step writes that is
+    not an input. ``continue_on_error`` is the default for runs.
     """
 
     def __init__(self, steps: Iterable[Any] = (), name: str | None = None, *,
@@ -144,8 +138,6 @@ class Pipeline:
 
     def replace(self, name: str, step: Any) -> Pipeline:
         """A new pipeline with the step called ``name`` replaced by ``step``."""
-        from dspex_lab.pipeline.steps import as_step
-
         self.step(name)
         new = as_step(step)
         new = new if new.name else new.renamed(name)
@@ -158,44 +150,48 @@ class Pipeline:
 
     # -- running -------------------------------------------------------------------------------
     def __call__(self, *, lm: Any = None, continue_on_error: bool | None = None,
-                 on_step: Callable[[StepResult], Any] | None = None, **inputs: Any
-                 ) -> PipelineResult:
-        """Run on keyword inputs; see ``run``."""
-        return self.run(inputs, lm=lm, continue_on_error=continue_on_error, on_step=on_step)
+                 on_step: Callable[[StepResult], Any] | None = None, cache: bool = True,
+                 implementation: str | None = None, **inputs: Any) -> PipelineResult:
+        """Run on keyword inputs; see ``run`` (whose option names are not field names here:
+        pass such fields with ``run({"lm": ...})``)."""
+        return self.run(inputs, lm=lm, continue_on_error=continue_on_error, on_step=on_step,
+                        cache=cache, implementation=implementation)
 
     def run(self, inputs: Mapping[str, Any] | None = None, /, *, lm: Any = None,
             continue_on_error: bool | None = None,
             on_step: Callable[[StepResult], Any] | None = None, cache: bool = True,
-            implementation: str | None = None, **fields: Any) -> PipelineResult:
+            implementation: str | None = None, telemetry: bool = True, **fields: Any
+            ) -> PipelineResult:
         """Run once and return a ``PipelineResult`` (final state + per-step trace).
 
         ``lm`` is the LM for DSPy steps that name none; ``on_step(step_result)`` is called as
         each step finishes; with ``continue_on_error=True`` failures are recorded and steps
         whose inputs are missing are skipped, else the first failure raises ``PipelineError``
         (its ``.result`` holds the partial result). ``implementation="native"`` runs DSPy
-        steps inline in the kernel instead of a worker.
+        steps inline in the kernel instead of a worker. ``telemetry=False`` skips the
+        ``pipeline.step``/``pipeline.run`` events (for tight loops of native steps).
         """
-        runner = self._runner(lm, continue_on_error, on_step, cache, implementation)
+        runner = self._runner(lm, continue_on_error, on_step, cache, implementation, telemetry)
         return runner.run({**(inputs or {}), **fields})
 
     def stream(self, inputs: Mapping[str, Any] | None = None, /, *, lm: Any = None,
                continue_on_error: bool | None = None,
                on_step: Callable[[StepResult], Any] | None = None, cache: bool = True,
-               implementation: str | None = None, **fields: Any) -> PipelineStream:
+               implementation: str | None = None, telemetry: bool = True, **fields: Any
+               ) -> PipelineStream:
         """Yield ``StepResult``s as steps finish; ``.result`` holds the final result after.
 
         >>> for step in qa.stream(question="What is 2 + 3?"):
         ...     print(step.name, step.route, step.outputs)
         """
-        runner = self._runner(lm, continue_on_error, on_step, cache, implementation)
+        runner = self._runner(lm, continue_on_error, on_step, cache, implementation, telemetry)
         return PipelineStream(runner, {**(inputs or {}), **fields})
 
     def _runner(self, lm: Any, continue_on_error: bool | None, on_step: Any, cache: bool,
-                implementation: str | None) -> Runner:
+                implementation: str | None, telemetry: bool = True) -> Runner:
         keep_going = self.continue_on_error if continue_on_error is None else continue_on_error
-        return Runner(self._plan, self.name, kernel_dspy_call(lm, cache=cache,
-                                                              implementation=implementation),
-                      keep_going, on_step)
+        call = kernel_dspy_call(lm, cache=cache, implementation=implementation)
+        return Runner(self._plan, self.name, call, keep_going, on_step, emit=telemetry)
 
     # -- DSPy ----------------------------------------------------------------------------------
     def to_dspy(self, *, full_state: bool = False) -> Any:
@@ -209,7 +205,8 @@ class Pipeline:
 
     def with_dspy_state(self, source: Any) -> Pipeline:
         """A new pipeline carrying the optimized demos/instructions of ``source``: a module
-        from ``to_dspy()`` (compiled by an optimizer) or its ``dump_state()`` dict."""
+        from ``to_dspy()`` (compiled by an optimizer), its ``dump_state()`` dict, or what
+        ``dspex_lab.optimize(pipeline, ...)`` returned."""
         from dspex_lab.pipeline.dspy_module import states_from
 
         states = states_from(self, source)

@@ -85,7 +85,8 @@ def _node(step: Step) -> str:
     if isinstance(step, Parallel):
         extra = f" · timeout {step.timeout:g} s" if step.timeout else ""
         label = f"parallel · {step.name}{extra}"
-        inner = _side_by_side([(b.name, [_node(b)]) for b in step.branches])
+        inner = _side_by_side([("" if isinstance(b, NativeStep | DSPyStep) else b.name,
+                                 [_node(b)]) for b in step.branches])
     elif isinstance(step, When):
         cond = step.condition if isinstance(step.condition, str) else \
             getattr(step.condition, "__name__", "condition") + "(state)"
@@ -113,9 +114,9 @@ def _flow(parts: list[str]) -> str:
 
 def _side_by_side(columns: list[tuple[str, list[str]]]) -> str:
     cells = "".join(
-        f'<div style="display:flex;flex-direction:column;align-items:center;margin:0 4px">'
-        f'<div style="color:#777;font-size:11px">{_e(title)}</div>{"".join(body)}</div>'
-        for title, body in columns)
+        '<div style="display:flex;flex-direction:column;align-items:center;margin:0 4px">'
+        + (f'<div style="color:#777;font-size:11px">{_e(title)}</div>' if title else "")
+        + f'{"".join(body)}</div>' for title, body in columns)
     return f'<div style="display:flex;flex-direction:row;align-items:flex-start">{cells}</div>'
 
 
@@ -125,7 +126,7 @@ def _box(step: NativeStep | DSPyStep) -> str:
         what = "DSPy " + (type(step.custom).__name__ if step.custom is not None else step.module)
         where = "worker"
         if step.demo_count:
-            what += f" · {step.demo_count} demos"
+            what += f" · {step.demo_count} demo{'s' if step.demo_count != 1 else ''}"
     else:
         what = "template" if step.is_template else getattr(step.fn, "__name__", "function")
         where = "kernel"
@@ -242,7 +243,7 @@ def trace_html(result: PipelineResult) -> str:
                    ("step", "kind", "route", "status", "ms", "tokens", "cost", "outputs"))
     rows = "".join(_trace_row(r, cell) for r in result.trace)
     return (f'<div class="dspex-trace" style="{_FONT}"><div><b>{_e(_summary(result))}</b></div>'
-            f'<table style="border-collapse:collapse"><thead><tr>{head}</tr></thead>'
+            f'<table style="border-collapse:collapse;font-size:12px"><thead><tr>{head}</tr></thead>'
             f'<tbody>{rows}</tbody></table></div>')
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PipelineModule", "build_step_module", "predictor_states", "states_from"]
 
-_RESERVED = set(dir(dspy.Module)) | {"pipeline", "full_state", "callbacks", "history"}
+_INSTANCE_ATTRS = {"callbacks", "history", "_compiled"}
 
 
 class PipelineModule(dspy.Module):
@@ -43,8 +43,9 @@ class PipelineModule(dspy.Module):
         self._pipeline = pipeline
         self._full_state = full_state
         self._attrs: dict[str, str] = {}
+        reserved = set(dir(type(self))) | _INSTANCE_ATTRS
         for step in pipeline.dspy_steps:
-            attr = step.name if step.name not in _RESERVED else f"step_{step.name}"
+            attr = step.name if step.name not in reserved else f"step_{step.name}"
             self._attrs[step.name] = attr
             setattr(self, attr, build_step_module(step))
 
@@ -139,7 +140,10 @@ def predictor_states(module: Any, default: Any = None) -> dict[str, Any]:
 
 
 def states_from(pipeline: Pipeline, source: Any) -> dict[str, dict[str, Any]]:
-    """Per-step predictor state from a ``PipelineModule`` or its ``dump_state()`` dict."""
+    """Per-step predictor state from a ``PipelineModule``, its ``dump_state()`` dict, or a
+    ``CompiledProgram`` (``dspex_lab.optimize(pipeline, ...)``)."""
+    if not isinstance(source, PipelineModule | Mapping):
+        source = getattr(source, "state", source)  # a CompiledProgram from dspex_lab.optimize
     if isinstance(source, PipelineModule):
         module = source
     elif isinstance(source, Mapping):

@@ -28,16 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dspex_lab.errors import ConfigurationError, PipelineError
-from dspex_lab.pipeline.steps import (
-    DSPyStep,
-    Map,
-    NativeStep,
-    Parallel,
-    Sequence,
-    Step,
-    When,
-    dspy_step,
-)
+from dspex_lab.pipeline.factories import dspy_step
+from dspex_lab.pipeline.steps import DSPyStep, Map, NativeStep, Parallel, Sequence, Step, When
 from dspex_lab.signatures import signature
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["PipelineResult", "StepResult"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class StepResult:
     """One step of one run.
 

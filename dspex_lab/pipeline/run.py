@@ -17,10 +17,9 @@ from __future__ import annotations
 import contextvars
 import itertools
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from dspex_lab.pipeline.steps import (
     written,
 )
 
-__all__ = ["Leaf", "PipelineStream", "Runner", "StepFailed", "kernel_dspy_call"]
+__all__ = ["Leaf", "Runner", "StepFailed", "kernel_dspy_call"]
 
 log = logging.getLogger("dspex_lab.pipeline")
 _perf = time.perf_counter
@@ -51,6 +50,9 @@ DEFAULT_MAP_CONCURRENCY = 8
 
 class StepFailed(PipelineError):
     """A step failed and the run stops (``continue_on_error=False``)."""
+
+    def __reduce__(self) -> tuple:  # crosses process boundaries without the partial result
+        return (StepFailed, (str(self), self.step))
 
 
 @dataclass(slots=True)
@@ -138,7 +140,7 @@ class Runner:
         state = dict(inputs)
         error: PipelineError | None = None
         try:
-            state.update(self._sequence(self.plan.steps, state, _Ctx()))
+            self._sequence(self.plan.steps, state, _Ctx(), in_place=True)
         except StepFailed as exc:
             error = exc
         result = PipelineResult(state, sorted(self._trace, key=lambda r: r.index),
@@ -160,10 +162,10 @@ class Runner:
         if self.cancel is not None and self.cancel.is_set():
             raise StepFailed(f"Pipeline {self.name!r} was cancelled before step {step.name!r}.",
                              step=step.name)
-        res = StepResult(step.name, step.kind, index=next(self._counter),
-                         started_ms=(_perf() - self._start) * 1e3, depth=len(ctx.parents),
-                         path=f"{ctx.path}/{step.name}" if ctx.path else step.name)
         t0 = _perf()
+        res = StepResult(step.name, step.kind, index=next(self._counter),
+                         started_ms=(t0 - self._start) * 1e3, depth=len(ctx.parents),
+                         path=f"{ctx.path}/{step.name}" if ctx.path else step.name)
         writes: dict[str, Any] = {}
         try:
             missing = self._missing(step, state)
@@ -171,6 +173,9 @@ class Runner:
                 res.status, res.error = "skipped", missing
                 if not self.continue_on_error:
                     raise StepFailed(f"Step {step.name!r} cannot run: {missing}", step=step.name)
+            elif isinstance(step, NativeStep):  # the hot path: no context, no dispatch
+                res.route = "native"
+                writes = res.outputs = step.call(state)
             else:
                 writes = self._dispatch(step, state, ctx.child(res), res)
         except StepFailed as exc:
@@ -191,6 +196,11 @@ class Runner:
         return writes
 
     def _missing(self, step: Step, state: Mapping[str, Any]) -> str | None:
+        for n in step.reads:
+            if n not in state:
+                break
+        else:
+            return None
         optional = step.optional if isinstance(step, NativeStep) else ()
         gone = [n for n in step.reads if n not in state and n not in optional]
         if not gone:
@@ -201,11 +211,6 @@ class Runner:
 
     def _dispatch(self, step: Step, state: dict[str, Any], ctx: _Ctx, res: StepResult
                   ) -> dict[str, Any]:
-        if isinstance(step, NativeStep):
-            res.route = "native"
-            writes = step.call(state)
-            res.outputs = writes
-            return writes
         if isinstance(step, DSPyStep):
             return self._dspy(step, state, ctx, res)
         if isinstance(step, Sequence):
@@ -219,24 +224,18 @@ class Runner:
         raise PipelineError(f"Unknown step type {type(step).__name__}.", step=step.name)
 
     def _finish(self, res: StepResult, ctx: _Ctx) -> None:
-        if ctx.gone:
+        if ctx.abandoned and ctx.gone:
             return
-        if res.kind in ("native", "dspy"):
-            for parent in ctx.parents:  # roll tokens, cost and routes up
-                with self._lock:
+        if ctx.parents and res.kind in ("native", "dspy"):
+            with self._lock:
+                for parent in ctx.parents:  # roll tokens, cost and routes up
                     parent.add_usage(res)
         if ctx.collect is not None:
-            with self._lock:
-                ctx.collect.append(res)
+            ctx.collect.append(res)  # list.append is atomic
             return
-        with self._lock:
-            self._trace.append(res)
+        self._trace.append(res)
         if self.emit:
-            telemetry.emit("pipeline.step", pipeline=self.name, step=res.name, path=res.path,
-                           step_kind=res.kind, route=res.route, status=res.status,
-                           latency_ms=res.latency_ms, prompt_tokens=res.prompt_tokens,
-                           completion_tokens=res.completion_tokens, cost=res.cost,
-                           cached=res.cached, error=res.error)
+            telemetry.emit("pipeline.step", **_event_fields(self.name, res))
         if self.on_step is not None:
             try:
                 self.on_step(res)
@@ -264,9 +263,9 @@ class Runner:
                                 f"{', '.join(leaf.outputs)}).", step=step.name)
         return {n: leaf.outputs[n] for n in step.writes}
 
-    def _sequence(self, steps: tuple[Step, ...], state: dict[str, Any], ctx: _Ctx
-                  ) -> dict[str, Any]:
-        local = dict(state)
+    def _sequence(self, steps: tuple[Step, ...], state: dict[str, Any], ctx: _Ctx, *,
+                  in_place: bool = False) -> dict[str, Any]:
+        local = state if in_place else dict(state)
         wrote: dict[str, Any] = {}
         for s in steps:
             w = self._exec(s, local, ctx)
@@ -373,71 +372,21 @@ class Runner:
         return writes
 
 
+def _event_fields(pipeline: str, res: StepResult) -> dict[str, Any]:
+    """The fields of a ``pipeline.step`` event: few keys for native steps (they are cheap and
+    frequent), usage for the others, ``path``/``error`` only when they say something."""
+    fields: dict[str, Any] = {"pipeline": pipeline, "step": res.name, "step_kind": res.kind,
+                              "route": res.route, "status": res.status,
+                              "latency_ms": res.latency_ms}
+    if res.kind != "native":
+        fields.update(prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
+                      cost=res.cost, cached=res.cached)
+    if res.depth:
+        fields["path"] = res.path
+    if res.error is not None:
+        fields["error"] = res.error
+    return fields
+
+
 def _has_dspy(step: Step) -> bool:
     return any(isinstance(s, DSPyStep) for s in walk((step,)))
-
-
-class PipelineStream(Iterator[StepResult]):
-    """Step results as they finish (a background thread runs the pipeline).
-
-    After the last item, ``result`` holds the ``PipelineResult``; a failed run re-raises its
-    ``PipelineError`` at the end of the iteration. ``close()`` cancels the remaining steps.
-
-    >>> for step in pipeline.stream(question="2 + 3?"):
-    ...     print(step.name, step.status)
-    """
-
-    _END = object()
-
-    def __init__(self, runner: Runner, inputs: Mapping[str, Any]) -> None:
-        self.result: PipelineResult | None = None
-        self.error: BaseException | None = None
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._runner = runner
-        user_callback = runner.on_step
-
-        def on_step(res: StepResult) -> None:
-            self._queue.put(res)
-            if user_callback is not None:
-                user_callback(res)
-
-        runner.on_step = on_step
-        runner.cancel = runner.cancel or threading.Event()
-        self._thread = threading.Thread(target=self._work, args=(dict(inputs),), daemon=True,
-                                        name=f"dspex-stream-{runner.name}")
-        self._thread.start()
-
-    def _work(self, inputs: dict[str, Any]) -> None:
-        try:
-            self.result = self._runner.run(inputs)
-        except BaseException as exc:
-            self.error = exc
-            self.result = getattr(exc, "result", None)
-        finally:
-            self._queue.put(self._END)
-
-    def __iter__(self) -> PipelineStream:
-        return self
-
-    def __next__(self) -> StepResult:
-        item = self._queue.get()
-        if item is self._END:
-            self._queue.put(self._END)  # stay exhausted
-            self._thread.join()
-            if self.error is not None:
-                error, self.error = self.error, None
-                raise error
-            raise StopIteration
-        return item
-
-    def close(self) -> None:
-        """Cancel the steps that have not started and wait for the run to end."""
-        if self._runner.cancel is not None:
-            self._runner.cancel.set()
-        self._thread.join()
-
-    def __enter__(self) -> PipelineStream:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from dspex_lab.signatures.parse import parse_signature, parse_type
@@ -47,9 +48,8 @@ def signature(text: str | Signature | type, instructions: str | None = None) -> 
         return sig if instructions is None else sig.with_instructions(instructions)
     sig = parse_signature(text, instructions)
     if len(_CACHE) >= _CACHE_MAX:
-        try:
-            del _CACHE[next(iter(_CACHE))]  # drop the oldest entry
-        except (KeyError, RuntimeError, StopIteration):  # another thread got there first
-            pass
+        # drop the oldest entry (another thread may have got there first)
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+            del _CACHE[next(iter(_CACHE))]
     _CACHE[text if instructions is None else (text, instructions)] = sig
     return sig

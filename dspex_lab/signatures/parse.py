@@ -51,8 +51,8 @@ _TOKEN_RE = re.compile(
 )
 _SPACE_RE = re.compile(r"\s*")
 _INT_RE = re.compile(r"-?\d+")
-_ESCAPE_RE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-7]{1,3})|(.))",
-                        re.DOTALL)
+_ESCAPE_RE = re.compile(
+    r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([0-7]{1,3})|(.))", re.DOTALL)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
                    "b": "\b", "f": "\f", "v": "\v", "\n": ""}
 _PLAIN = {name: (STR if name == "str" else _make(name))
@@ -281,8 +281,8 @@ class _Parser:
         if depth > MAX_DEPTH:
             self.fail(f"type nested too deeply (more than {MAX_DEPTH} levels)", col)
         if tk == "ell":
-            self.fail("'...' is only allowed as the second argument of tuple, as in tuple[int, ...]",
-                      col, "a type")
+            self.fail("'...' is only allowed as the second argument of tuple, as in "
+                      "tuple[int, ...]", col, "a type")
         if tk != "name":
             self.fail(f"expected a type, got {_describe(self.tok)}", col, "a type")
         canon = ALIASES.get(val)
@@ -340,7 +340,8 @@ class _Parser:
             return False
         if tk in ("end", "arrow") or (tk == "punct" and text in ",:"):
             self.fail(f"unclosed '[' after {val}; add the missing ']'", opening, "']'")
-        self.fail(f"expected ',' or ']' in {val}[...], got {_describe(self.tok)}", col, "',' or ']'")
+        self.fail(f"expected ',' or ']' in {val}[...], got {_describe(self.tok)}", col,
+                  "',' or ']'")
         return False
 
     def _literal_values(self, opening: int) -> list:

@@ -40,7 +40,8 @@ def type_schema(spec: TypeSpec) -> dict[str, Any]:
         kinds = {_JSON_TYPES[type(v)] for v in args}
         return {"enum": list(args), **({"type": kinds.pop()} if len(kinds) == 1 else {})}
     if name == "dict":
-        return {"type": "object", **({"additionalProperties": type_schema(args[1])} if args else {})}
+        values = {"additionalProperties": type_schema(args[1])} if args else {}
+        return {"type": "object", **values}
     if name in ("list", "set") or (name == "tuple" and (not args or args[-1] is ...)):
         out: dict[str, Any] = {"type": "array"}
         if args:

@@ -65,7 +65,7 @@ class TypeSpec:
 
     @classmethod
     def of(cls, obj: Any) -> TypeSpec:
-        """The TypeSpec of a Python typing object: ``TypeSpec.of(list[int]) == parse("list[int]")``."""
+        """The TypeSpec of a typing object: ``str(TypeSpec.of(list[int])) == "list[int]"``."""
         from dspex_lab.signatures.to_dspy import typespec_of
 
         return typespec_of(obj)
@@ -270,7 +270,8 @@ class Signature:
             raise SignatureError("A signature needs at least one input and one output field.")
         if self.instructions is not None:
             if type(self.instructions) is not str:
-                raise SignatureError(f"Instructions must be str or None, got {self.instructions!r}.")
+                raise SignatureError(
+                    f"Instructions must be str or None, got {self.instructions!r}.")
             text = inspect.cleandoc(self.instructions)  # what DSPy's .instructions returns
             _set(self, "instructions", text or None)
         names: set[str] = set()

@@ -60,7 +60,7 @@ def to_dspy(sig: Signature) -> type:
         instructions = default_instructions(sig.input_names, sig.output_names)
     if any(name in _SHADOWS for name in fields):
         with warnings.catch_warnings():  # pydantic: 'Field name "json" shadows an attribute'
-            warnings.filterwarnings("ignore", message=".*shadows an attribute", category=UserWarning)
+            warnings.filterwarnings("ignore", ".*shadows an attribute", UserWarning)
             return make_signature(fields, instructions)
     return make_signature(fields, instructions)
 
@@ -71,7 +71,8 @@ def from_dspy(cls: type) -> Signature:
     Descriptions equal to DSPy's placeholder ``"${name}"`` become None, and instructions equal
     to DSPy's default become None. Custom prefixes are not kept (DSPy deprecated them).
     """
-    if not (isinstance(cls, type) and hasattr(cls, "input_fields") and hasattr(cls, "instructions")):
+    if not (isinstance(cls, type) and hasattr(cls, "input_fields")
+            and hasattr(cls, "instructions")):
         raise SignatureError(f"from_dspy needs a dspy.Signature subclass, got {cls!r}.")
     inputs = tuple(_field(name, info, "input") for name, info in cls.input_fields.items())
     outputs = tuple(_field(name, info, "output") for name, info in cls.output_fields.items())

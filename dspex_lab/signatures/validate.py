@@ -140,7 +140,9 @@ def _any(value: Any, path: Path, problems: Problems) -> Any:
 
 def _str() -> Checker:
     def check(v: Any, p: Path, out: Problems) -> Any:
-        return v if isinstance(v, str) else _bad(out, p, "str", v)
+        if type(v) is str:
+            return v
+        return str(v) if isinstance(v, str) else _bad(out, p, "str", v)  # numpy.str_ -> str
     return _exact(check, str)
 
 

@@ -12,6 +12,7 @@ Methods prefixed ``_`` run with the pool lock held unless they say otherwise.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import mmap
@@ -40,8 +41,9 @@ _EXIT_CODE_WAIT = 0.5  # seconds to wait for a dead worker's exit status before 
 _START_FAILURES = 3  # workers dying before they are ready, in a row, break the pool
 _START_TIMEOUT = 60.0  # a worker not ready this long after its zygote is, is replaced
 _PING_TIMEOUT = 10.0
-_PREFETCH_MS = 2.0  # tasks shorter than this on average are sent one ahead per worker
-_PREFETCH_BYTES = 32 * 1024  # ...if their frame fits in the socket buffer
+_PREFETCH_MS = 2.0  # tasks shorter than this on average are sent ahead (see _prefetch_depth)
+_MAX_AHEAD = 8  # at most this many tasks wait in a worker's socket
+_PREFETCH_BYTES = 64 * 1024  # ...and at most this many bytes (the buffer holds ~200 KB)
 _EXIT_MSG = _wire.pack({"op": "exit"})
 
 
@@ -52,6 +54,7 @@ class Dispatcher:
 
     def _settle(self: WorkerPool, task: Task, value: Any = None,
                 exc: BaseException | None = None) -> None:
+        task.payload, task.msg, task.fn_def = b"", None, None  # futures may live long
         self._out.append((task, value, exc))
 
     def _event(self: WorkerPool, kind: str, **fields: Any) -> None:
@@ -254,6 +257,8 @@ class Dispatcher:
             for task in self._queue:
                 if not task.done:
                     task.done = True
+                    if task.msg is not None:
+                        _wire.discard(task.payload)
                     self._settle(task, exc=PoolError(f"Pool {self.name!r} stopped before "
                                                      f"task {task.id} ran."))
             self._queue.clear()
@@ -272,25 +277,39 @@ class Dispatcher:
 
     def _idle_worker(self: WorkerPool, task: Task) -> WorkerHandle | None:
         """A worker that can take ``task`` now: an idle one (preferring one that hosts no
-        session), else a busy one that may queue it behind its current task."""
+        session), else a busy one that may queue it behind its current work."""
         best = None
         for w in self._workers:
             if w.state == "idle" and w.retire is None and not w.pinned:
                 if not w.sessions:
                     return w
                 best = best or w
-        if best is None and self._can_prefetch(task):
+        if best is None and self._prefetch_depth():
             for w in self._workers:
-                if w.state == "busy" and len(w.inflight) == 1 and w.retire is None \
-                        and not w.pinned:
-                    return w
+                if self._has_room(w, task) and (best is None
+                                                or len(w.inflight) < len(best.inflight)):
+                    best = w
         return best
 
-    def _can_prefetch(self: WorkerPool, task: Task) -> bool:
-        """Short tasks are sent one ahead, so a worker never waits for the kernel between
-        two of them; long ones wait in the queue, where any idle worker can take them."""
-        return (self._task_ms is not None and self._task_ms < _PREFETCH_MS
-                and task.kind == "task" and len(task.payload) <= _PREFETCH_BYTES)
+    def _prefetch_depth(self: WorkerPool) -> int:
+        """How many tasks a worker may hold (0: no prefetching). Short tasks are sent ahead,
+        about ``_PREFETCH_MS`` of work per worker, so a worker never waits for the kernel
+        between two of them; long ones wait in the queue, where any idle worker takes them."""
+        ms = self._task_ms
+        if ms is None or ms >= _PREFETCH_MS:
+            return 0
+        return 1 + max(1, min(_MAX_AHEAD, int(_PREFETCH_MS / max(ms, 0.01))))
+
+    def _has_room(self: WorkerPool, w: WorkerHandle, task: Task) -> bool:
+        """Can busy ``w`` queue ``task``? Bounded so the frames fit in its socket buffer (a
+        full buffer would block the sender while holding the lock)."""
+        if (w.state != "busy" or w.retire is not None or w.pinned or task.kind != "task"
+                or len(w.inflight) >= self._prefetch_depth()):
+            return False
+        ahead = sum(len(t.payload) for t in itertools.islice(w.inflight, 1, None))
+        if task.fn_token is not None and task.fn_token not in w.fns:
+            ahead += len(task.fn_def or b"")
+        return ahead + len(task.payload) <= _PREFETCH_BYTES
 
     def _send(self: WorkerPool, w: WorkerHandle, task: Task) -> None:
         """Hand ``task`` to ``w``. A dead socket is noticed by the poller, not here."""
@@ -326,14 +345,15 @@ class Dispatcher:
                 self._send(w, task)
             elif w.retire is not None and not w.sessions:
                 self._retire(w)
-        if self._queue and self._task_ms is not None and self._task_ms < _PREFETCH_MS:
+        progress = bool(self._queue) and self._prefetch_depth() > 0
+        while progress:  # top busy workers up, one task each per round
+            progress = False
             for w in self._workers:
-                if w.state == "busy" and len(w.inflight) == 1 and w.retire is None \
-                        and not w.pinned and self._queue:
-                    while self._queue and self._queue[0].done:
-                        self._queue.popleft()
-                    if self._queue and self._can_prefetch(self._queue[0]):
-                        self._send(w, self._next_task(w))
+                while self._queue and self._queue[0].done:
+                    self._queue.popleft()
+                if self._queue and self._has_room(w, self._queue[0]):
+                    self._send(w, self._next_task(w))
+                    progress = True
 
     def _next_task(self: WorkerPool, w: WorkerHandle) -> Task | None:
         while w.pinned:
@@ -525,12 +545,15 @@ class Dispatcher:
             return
         task.done = True
         self.stats["failed"] += 1
+        if task.session is not None:
+            self._settle(task, exc=task.session.crashed(
+                f"its worker (pid {pid}) died while running task {task.id} ({task.name}): "
+                f"{describe_exit(code)}; likely causes: {likely_causes(code)}"))
+            return
         runs = f"{task.attempts} time{'s' if task.attempts != 1 else ''}"
-        where = (f"the worker of session {task.session.id}" if task.session is not None
-                 else "its worker process")
         self._settle(task, exc=WorkerCrashed(
-            f"Task {task.id} ({task.name}) failed: {where} died while running it, {runs} "
-            f"(max_attempts={self.max_attempts}). Last worker: pid {pid}, "
+            f"Task {task.id} ({task.name}) failed: its worker process died while running it, "
+            f"{runs} (max_attempts={self.max_attempts}). Last worker: pid {pid}, "
             f"{describe_exit(code)}. Likely causes: {likely_causes(code)}. Run the task in "
             "the kernel on one input to see the error, or give it less data per call."))
 

@@ -38,6 +38,7 @@ retired``, ``pool.zygote_ready``, ``pool.session_checkout/checkin``, ``pool.brok
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import contextlib
 import itertools
@@ -60,7 +61,7 @@ from dspex_lab.workers import worker as _wire
 from dspex_lab.workers._dispatch import Dispatcher
 from dspex_lab.workers._task import Task, TaskFuture, WorkerHandle
 
-__all__ = ["WorkerPool", "live_pools"]
+__all__ = ["WorkerPool", "live_pools", "shutdown_live_pools"]
 
 _LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 
@@ -247,7 +248,8 @@ class WorkerPool(Dispatcher):
             out = {"name": self.name, "kind": self.kind, "state": self._state, "size": self.size,
                    "alive": sum(1 for r in rows if r["state"] in ("idle", "busy", "retiring")),
                    "busy": sum(1 for r in rows if r["state"] == "busy"),
-                   "queued": self._queued, **self.stats,
+                   "queued": self._queued + sum(max(0, len(w.inflight) - 1) + len(w.pinned)
+                                                for w in self._workers), **self.stats,
                    "zygote_pid": zyg.pid if zyg else None, "preload": list(self.preload),
                    "preload_seconds": zyg.import_seconds if zyg else None,
                    "preload_errors": list(zyg.preload_errors) if zyg else [],
@@ -346,9 +348,25 @@ class WorkerPool(Dispatcher):
                 if self.task_events:
                     self._event("pool.task_queued", task=task.id, name=task.name)
         except BaseException:
-            if task.state == "queued" and task.msg is not None:
-                _wire.discard(task.payload)
+            self._abandon(task)
             raise
+
+    def _abandon(self, task: Task) -> None:
+        """Undo a submit interrupted half-way (Ctrl-C can strike between any two bytecodes):
+        the task is cancelled wherever it got to; a worker it may have been sent to half-way
+        is replaced."""
+        with self._locked():
+            if task.done:
+                return
+            task.done = task.cancelled = True
+            self._settle(task, exc=TaskCancelled(f"Task {task.id} ({task.name}) was cancelled "
+                                                 "while it was being submitted."))
+            if task in self._queue:
+                self._queue.remove(task)
+            self._queued = sum(1 for t in self._queue if not t.done)
+            for w in self._workers:
+                if task in w.inflight:
+                    self._kill(w, "interrupted while a task was being sent to it")
 
     def _wait_for_room(self) -> None:
         if threading.current_thread() is self._thread:
@@ -410,12 +428,12 @@ class WorkerPool(Dispatcher):
 
     def _cancel_one(self, task: Task, exc: BaseException) -> None:
         task.done = task.cancelled = True
-        self._settle(task, exc=exc)
         self.stats["cancelled"] += 1
         if task.state == "queued":
             self._queued -= 1
             if task.msg is not None:
                 _wire.discard(task.payload)
+        self._settle(task, exc=exc)
         w = task.worker
         if task.state == "sent" and w is not None and w.inflight and w.inflight[0] is task:
             self._interrupt(w, task)
@@ -531,9 +549,16 @@ def _rss_mb(pid: int | None) -> float | None:
         return None
 
 
+def shutdown_live_pools(wait: bool = True) -> None:
+    """Shut down every pool of this process, cancelling their tasks (runs at exit)."""
+    for pool in live_pools():
+        pool.shutdown(wait=wait, cancel_futures=True)
+
+
 def _after_fork_in_child() -> None:
     for pool in list(_LIVE_POOLS):
         pool._thread = None  # threads do not survive fork; _check_usable refuses the pool
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(shutdown_live_pools)

@@ -157,9 +157,9 @@ def _encode(message: Any, fmt: str | None) -> tuple[Any, str | None]:
     except _Unencodable as exc:
         raise TypeError(_refusal(_path_of(message, exc.value, "message"), exc.value,
                                  exc.reason, fmt)) from None
-    except (OverflowError, ValueError) as exc:
-        raise TypeError(f"This message cannot be packed with msgpack ({exc}); integers must "
-                        "fit in 64 bits. Send it with fmt='pickle'.") from exc
+    except (OverflowError, ValueError) as exc:   # e.g. nesting deeper than msgpack allows
+        raise TypeError(f"This message cannot be packed with msgpack ({exc}); send it with "
+                        "fmt='pickle'.") from exc
     big = fmt is None and encoder.region >= SHM_THRESHOLD
     name = shm.new_segment_name() if encoder.writers and (fmt == "shm" or big) else None
     header = msgpack.packb([name, encoder.region, encoder.descriptors]) + body
@@ -207,7 +207,10 @@ def _alloc(size: int) -> Any:
 
 
 def _json_header(message: Any) -> bytes:
-    problem = _json_problem(message, "message")
+    try:
+        problem = _json_problem(message, "message")
+    except RecursionError:
+        problem = "This message is nested too deeply or refers to itself; JSON cannot hold it."
     if problem:
         raise TypeError(problem)
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
@@ -238,18 +241,22 @@ def _refusal(path: str | None, value: Any, reason: str, fmt: str | None) -> str:
             f"fmt={fmt!r}: {reason}; {hint}.")
 
 
-def _path_of(container: Any, target: Any, path: str) -> str | None:
+def _path_of(container: Any, target: Any, path: str, seen: set | None = None) -> str | None:
     """Where ``target`` sits inside ``container``, e.g. "message['args'][2]"."""
     if container is target:
         return path
+    seen = set() if seen is None else seen
+    if id(container) in seen:
+        return None
+    seen.add(id(container))
     if type(container) in (list, tuple):
         items: Any = enumerate(container)
     elif isinstance(container, dict):
         items = container.items()
     else:
         return None
-    return next((p for key, item in items if (p := _path_of(item, target, f"{path}[{key!r}]"))),
-                None)
+    return next((p for key, item in items
+                 if (p := _path_of(item, target, f"{path}[{key!r}]", seen))), None)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -456,6 +463,9 @@ def recv(conn: Any, timeout: float | None = None) -> Any:
     return unpack(_read_frame(conn, timeout))
 
 
+_PREALLOC = 64 << 20   # a frame up to this size gets its whole buffer before its bytes arrive
+
+
 def _read_into(conn: Any, view: memoryview) -> int:
     """Fill ``view`` from a socket or binary file; return the bytes read (short at EOF)."""
     got = 0
@@ -466,6 +476,17 @@ def _read_into(conn: Any, view: memoryview) -> int:
             break
         got += n
     return got
+
+
+def _read_growing(conn: Any, frame: bytearray, total: int) -> bytearray:
+    """Read a huge frame step by step: a lying prefix cannot make us allocate it up front."""
+    read = conn.recv if hasattr(conn, "recv") else conn.read
+    while len(frame) < total:
+        chunk = read(min(total - len(frame), 16 << 20))
+        if not chunk:
+            break
+        frame += chunk
+    return frame
 
 
 def _read_frame(conn: Any, timeout: float | None) -> Any:
@@ -480,14 +501,18 @@ def _read_frame(conn: Any, timeout: float | None) -> Any:
         if got < PREFIX.size:
             raise ProtocolError(f"Truncated frame: the peer closed after {got} bytes of the "
                                 f"{PREFIX.size}-byte prefix.")
-        _, _, body_len = _parse_prefix(prefix)
-        frame = _alloc(PREFIX.size + body_len)
-        view = memoryview(frame).cast("B")
-        view[:PREFIX.size] = prefix
-        got = PREFIX.size + _read_into(conn, view[PREFIX.size:])
-        if got < view.nbytes:
-            raise ProtocolError(f"Truncated frame: the peer closed after {got} of "
-                                f"{view.nbytes} bytes.")
+        total = PREFIX.size + _parse_prefix(prefix)[2]
+        if total > _PREALLOC:
+            frame = _read_growing(conn, prefix, total)
+            got = len(frame)
+        else:
+            frame = _alloc(total)
+            view = memoryview(frame).cast("B")
+            view[:PREFIX.size] = prefix
+            got = PREFIX.size + _read_into(conn, view[PREFIX.size:])
+        if got < total:
+            raise ProtocolError(f"Truncated frame: the peer closed after {got} of {total} "
+                                "bytes.")
         return frame
     except TimeoutError:
         if got == 0:
@@ -517,8 +542,9 @@ class FrameReader:
     def reset(self) -> None:
         """Forget buffered bytes and any earlier stream error."""
         self._prefix = bytearray()
-        self._frame: memoryview | None = None
-        self._owner: Any = None
+        self._total = 0                       # size of the frame in progress; 0: none yet
+        self._owner: Any = None               # its buffer (a bytearray when it grows)
+        self._view: memoryview | None = None  # a view of a preallocated buffer
         self._filled = 0
         self._ready: list[Any] = []
         self._error: ProtocolError | None = None
@@ -527,7 +553,7 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received of the frame in progress."""
-        return len(self._prefix) + self._filled
+        return self._filled if self._total else len(self._prefix)
 
     def feed(self, chunk: bytes) -> list[Any]:
         """Add ``chunk``; return the messages of every frame completed so far."""
@@ -544,35 +570,44 @@ class FrameReader:
         return ready
 
     def _consume(self, view: memoryview) -> memoryview:
-        if self._frame is None:
+        if not self._total:
             need = PREFIX.size - len(self._prefix)
             self._prefix += view[:need]
             view = view[need:]
             if len(self._prefix) < PREFIX.size:
                 return view
             self._start_frame()
-        take = min(view.nbytes, self._frame.nbytes - self._filled)
-        self._frame[self._filled:self._filled + take] = view[:take]
+        take = min(view.nbytes, self._total - self._filled)
+        if self._view is None:
+            self._owner += view[:take]
+        else:
+            self._view[self._filled:self._filled + take] = view[:take]
         self._filled += take
-        if self._filled == self._frame.nbytes:
+        if self._filled == self._total:
             self._finish_frame()
         return view[take:]
 
     def _start_frame(self) -> None:
         try:
-            _, _, body_len = _parse_prefix(self._prefix)
+            self._total = PREFIX.size + _parse_prefix(self._prefix)[2]
         except ProtocolError as exc:
             self._broken = str(exc).split(";")[0]
             self._prefix = bytearray()
             raise
-        self._owner = _alloc(PREFIX.size + body_len)
-        self._frame = memoryview(self._owner).cast("B")
-        self._frame[:PREFIX.size] = self._prefix
+        if self._total > _PREALLOC:
+            self._owner, self._view = bytearray(self._prefix), None
+        else:
+            self._owner = _alloc(self._total)
+            self._view = memoryview(self._owner).cast("B")
+            self._view[:PREFIX.size] = self._prefix
         self._filled = PREFIX.size
 
     def _finish_frame(self) -> None:
         owner = self._owner
-        self._prefix, self._frame, self._owner, self._filled = bytearray(), None, None, 0
+        if self._view is not None:
+            self._view.release()
+        self._prefix, self._total, self._owner, self._view, self._filled = (
+            bytearray(), 0, None, None, 0)
         try:
             self._ready.append(unpack(owner))
         except ProtocolError as exc:   # the frame is skipped; the stream is still in step

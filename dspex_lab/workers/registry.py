@@ -8,19 +8,18 @@
 
 ``general`` has one worker per CPU; ``optimizer`` has one worker whose numeric libraries are
 limited to one thread (an optimizer run is long and should not fight the other pools for
-cores). Both preload DSPy. ``shutdown_all()`` runs at interpreter exit.
+cores). Both preload DSPy. Every pool is shut down at interpreter exit.
 """
 
 from __future__ import annotations
 
-import atexit
 import inspect
 import os
 import threading
 from typing import Any
 
 from dspex_lab.errors import ConfigurationError
-from dspex_lab.workers.pool import WorkerPool, live_pools
+from dspex_lab.workers.pool import WorkerPool, shutdown_live_pools
 
 __all__ = ["configure_pools", "get_pool", "pool_config", "pool_status", "shutdown_all"]
 
@@ -112,8 +111,7 @@ def shutdown_all(wait: bool = True) -> None:
     """Shut down every pool of this process, cancelling what runs (also run at exit)."""
     with _lock:
         _pools.clear()
-    for pool in live_pools():
-        pool.shutdown(wait=wait, cancel_futures=True)
+    shutdown_live_pools(wait)
 
 
 def _check_options(name: str, options: Any) -> None:
@@ -136,5 +134,3 @@ def _apply(pool: WorkerPool, options: dict[str, Any]) -> None:
         else:
             setattr(pool, key, value)
 
-
-atexit.register(shutdown_all)

@@ -128,11 +128,12 @@ class Session:
         """The pinned worker is gone (called by the pool, lock held)."""
         self.lost = why
 
-    def crashed(self) -> WorkerCrashed:
-        """The error every call of a lost session raises."""
+    def crashed(self, detail: str | None = None) -> WorkerCrashed:
+        """The error every call of a lost session raises (``detail`` says how it was lost)."""
         stored_names = ", ".join(repr(n) for n in self.names) or "none"
         return WorkerCrashed(
-            f"Session {self.id} of pool {self.pool.name!r} cannot continue: {self.lost}. "
+            f"Session {self.id} of pool {self.pool.name!r} cannot continue: "
+            f"{detail or self.lost}. "
             f"The objects stored in it ({stored_names}) are gone; open a new session with "
             "pool.session() and store them again.")
 

@@ -116,4 +116,17 @@ def test_highlighting_panel_and_commands(lab, page, artifacts):
     page.locator(f"{PANEL} button", has_text="Restart pools").click()
     expect(notice).to_have_text("Worker pools shut down; they restart on next use.",
                                 timeout=20_000)
+
+    page.evaluate("jupyterapp.commands.execute('dspex:open-telemetry')")
+    expect(cells).to_have_count(6)
+    expect(cells.nth(5).locator(".jp-InputArea-editor")).to_have_text("%dspex_telemetry")
+    expect(cells.nth(5).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"),
+                                                                 timeout=20_000)
+
+    # 4. a restarted kernel has no target: the panel asks again, then reconnects
+    page.evaluate("jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()")
+    expect(status).to_contain_text("%load_ext dspex_lab", timeout=30_000)
+    run_cell(page, 1)
+    expect(status).to_have_text("Live", timeout=20_000)
+    expect(total(page, "calls")).to_have_text("0")
     assert page.js_errors == []

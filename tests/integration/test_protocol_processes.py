@@ -16,6 +16,7 @@ from dspex_lab.exchange import shm
 from dspex_lab.workers import protocol
 
 CTX = multiprocessing.get_context("fork")
+WORKER_PIDS: list[int] = []
 
 
 def failing_task(x):
@@ -51,9 +52,13 @@ def serve(conn) -> None:
 
 @pytest.fixture(autouse=True)
 def no_leaked_segments():
-    before = set(shm.list_segments())
+    """Segments made by this process or its workers must all be gone after each test."""
+    def ours() -> set[str]:
+        return {n for pid in {os.getpid(), *WORKER_PIDS} for n in shm.list_segments(pid=pid)}
+
+    before = ours()
     yield
-    leaked = set(shm.list_segments()) - before
+    leaked = ours() - before
     for name in leaked:
         shm.unlink_segment(name)
     assert not leaked, f"shared-memory segments leaked: {leaked}"
@@ -67,6 +72,7 @@ def worker(request):
         parent, child = socket.socketpair()
     process = CTX.Process(target=serve, args=(child,), daemon=True)
     process.start()
+    WORKER_PIDS.append(process.pid)
     child.close()
     yield parent
     with contextlib.suppress(OSError):
@@ -135,6 +141,7 @@ def socket_worker():
     parent, child = socket.socketpair()
     process = CTX.Process(target=serve, args=(child,), daemon=True)
     process.start()
+    WORKER_PIDS.append(process.pid)
     child.close()
     yield parent
     with contextlib.suppress(OSError):

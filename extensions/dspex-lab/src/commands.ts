@@ -102,5 +102,3 @@ export function addCommands(
     palette?.addItem({ command, category: 'DSPex' });
   }
 }
-
-export { restartPools };

@@ -35,8 +35,15 @@ from typing import Any
 
 from dspex_lab.errors import ConfigurationError, LMError
 
-__all__ = ["ReplayConfig", "Recording", "activated", "current", "record", "replay",
-           "request_key"]
+__all__ = [
+    "Recording",
+    "ReplayConfig",
+    "activated",
+    "current",
+    "record",
+    "replay",
+    "request_key",
+]
 
 _NOT_KEYED = frozenset({"api_key", "api_base", "base_url", "headers", "extra_headers", "timeout",
                         "api_version", "azure_ad_token_provider", "organization", "project",

@@ -150,3 +150,15 @@ def test_evaluation_result_summary_failures_and_reprs():
     bundle = res._repr_mimebundle_()
     assert bundle["text/plain"].startswith("EvaluationResult(metric=exact_match, score=0.5")
     assert not math.isnan(res.score)
+
+
+def test_dspex_lab_evaluate_and_optimize_stay_callable_when_imported_as_modules():
+    import dspex_lab
+    import dspex_lab.evaluate
+    import dspex_lab.optimize
+
+    assert callable(dspex_lab.evaluate) and callable(dspex_lab.optimize)
+    with pytest.raises(ConfigurationError, match="Unknown optimizer 'Nope'"):
+        dspex_lab.optimize("question -> answer", [], None, "Nope")
+    with pytest.raises(ConfigurationError, match="got no rows"):
+        dspex_lab.evaluate("question -> answer", [])

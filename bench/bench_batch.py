@@ -1,0 +1,150 @@
+"""Batch runs: ``dspex_lab.run`` vs ``dspy.Parallel`` and ``Predict.batch``, same run.
+
+    python bench/bench_batch.py                 # 10,000 rows (a few minutes on 2 cores)
+    python bench/bench_batch.py --rows 1000     # a quick run
+
+Setup: the embedded LM server in its own process (``mode="process"``) with a fixed 20 ms
+latency; every contender runs ``dspy.Predict("question -> answer")`` over the same rows with
+the same total concurrency (``--concurrency``, default 32): ``dspy.Parallel`` and
+``Predict.batch`` with that many threads in this process; ``dspex_lab.run`` on a pool of 2
+workers (16 calls in flight in each), with its defaults (result cache and spill on, a fresh
+cache so nothing is a hit), once with the default transport (the real ``dspy.LM``) and once
+with ``transport="fast"``. Outputs are checked equal to ``dspy.Parallel``'s before any figure
+is printed.
+
+Also reported, for honesty: ``dspy.Parallel`` again after memoizing DSPy's pricing-metadata
+lookup in this process (what dspex_lab's workers do), to show how much of the gain is that.
+Memory: peak kernel RSS growth during the default ``run`` vs the size of the input and
+output frames (goal < 2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("DSPEX_CACHE_DIR", tempfile.mkdtemp(prefix="dspex-bench-batch-"))
+
+
+class PeakRSS:
+    """Samples this process's RSS every few ms; ``peak - start`` is the growth."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.start = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def timed(label: str, fn, rows: int, results: dict) -> object:
+    start = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - start
+    results[label] = rows / seconds
+    print(f"  {label:<34} {seconds:7.2f} s  {rows / seconds:8.0f} rows/s", flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    import dspy
+    import pandas as pd
+
+    import dspex_lab.batch as batch
+    from dspex_lab.batch.chunk import _speed_up_dspy
+    from dspex_lab.cache import ResultCache, set_cache
+    from dspex_lab.lm.config import EMBEDDED_MODEL, LMSpec
+    from dspex_lab.testing import running_server
+    from dspex_lab.workers import WorkerPool
+
+    n, conc = args.rows, args.concurrency
+    df = pd.DataFrame({"question": [f"What is {i} + {i % 7}?" for i in range(n)]})
+    expected = None
+    rates: dict[str, float] = {}
+    print(f"{n:,} rows, total concurrency {conc}, LM latency {args.latency_ms:g} ms, "
+          f"{args.workers} workers, {os.cpu_count()} CPUs")
+    with running_server(mode="process", latency_ms=args.latency_ms) as server, \
+            WorkerPool("bench-batch", size=args.workers) as pool:
+        pool.ready(timeout=180)
+        lm = server.lm(num_retries=0, cache=False)
+        spec = LMSpec(EMBEDDED_MODEL, {"api_base": server.url, "api_key": "x"})
+        predict = dspy.Predict("question -> answer")
+        examples = [dspy.Example(question=q).with_inputs("question") for q in df["question"]]
+        # warm up every contender (imports, connections, worker caches)
+        with dspy.context(lm=lm):
+            predict.batch(examples[:64], num_threads=conc, disable_progress_bar=True)
+        for transport in ("dspy", "fast"):
+            set_cache(ResultCache(None))
+            batch.run(predict, df.head(400), lm=spec, pool=pool, concurrency=conc,
+                      progress=False, transport=transport, spill=False)
+
+        def parallel():
+            runner = dspy.Parallel(num_threads=conc, disable_progress_bar=True)
+            with dspy.context(lm=lm):
+                return runner([(predict, ex) for ex in examples])
+
+        def dspex(transport):
+            def go():
+                set_cache(ResultCache(None))
+                return batch.run(predict, df, lm=spec, pool=pool, concurrency=conc,
+                                 progress=False, transport=transport)
+            return go
+
+        print("throughput:")
+        out = timed("dspy.Parallel", parallel, n, rates)
+        expected = [p.answer for p in out]
+        with dspy.context(lm=lm):
+            out = timed("Predict.batch", lambda: predict.batch(
+                examples, num_threads=conc, disable_progress_bar=True), n, rates)
+        assert [p.answer for p in out] == expected, "Predict.batch answers differ"
+        with PeakRSS() as mem:
+            frame = timed("dspex_lab.run (dspy.LM transport)", dspex("dspy"), n, rates)
+        assert frame["answer"].tolist() == expected, "run() answers differ from dspy.Parallel"
+        assert frame["error"].isna().all()
+        frame_fast = timed("dspex_lab.run (fast transport)", dspex("fast"), n, rates)
+        assert frame_fast["answer"].tolist() == expected, "fast transport answers differ"
+        assert frame_fast.attrs["usage"]["fast_rows"] == n
+        _speed_up_dspy()
+        out = timed("dspy.Parallel + pricing memo", parallel, n, rates)
+        assert [p.answer for p in out] == expected
+
+    base = rates["dspy.Parallel"]
+    print("ratios vs dspy.Parallel (same run, same outputs):")
+    for label, rate in rates.items():
+        print(f"  {label:<34} {rate / base:6.2f}x")
+    size_in = df.memory_usage(deep=True).sum()
+    size_out = frame.memory_usage(deep=True).sum()
+    growth = mem.peak - mem.start
+    print(f"memory: peak kernel RSS growth {growth / 2**20:.1f} MiB; input frame "
+          f"{size_in / 2**20:.1f} MiB + output frame {size_out / 2**20:.1f} MiB = "
+          f"{(size_in + size_out) / 2**20:.1f} MiB -> {growth / (size_in + size_out):.2f}x "
+          "(goal < 2x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""``run`` with real worker processes: faults, retries, crashes and interrupts lose no rows."""
+
+import os
+import random
+import signal
+import threading
+import time
+import warnings
+
+import pandas as pd
+import pytest
+
+import dspex_lab.batch as batch
+from dspex_lab.cache import ResultCache, set_cache
+from dspex_lab.lm.config import EMBEDDED_MODEL, LMSpec
+from dspex_lab.testing import running_server
+from dspex_lab.workers import WorkerPool
+
+RETRY = batch.RetryPolicy(max_retries=3, base_delay=0.002, max_delay=0.02)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with WorkerPool("batch-tests", size=2, max_attempts=3) as workers:
+        assert workers.ready(timeout=120)
+        yield workers
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(retry_after_s=0.005) as srv:
+        yield srv
+
+
+@pytest.fixture(autouse=True)
+def fresh(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("DSPEX_CACHE_DIR", str(tmp_path))
+    set_cache(ResultCache(path=None))
+    server.reset()
+    server.configure(latency_ms=0.0, error_rate=0.0)
+    yield
+    set_cache(None)
+
+
+@pytest.fixture
+def spec(server):
+    return LMSpec(EMBEDDED_MODEL, {"api_base": server.url, "api_key": "x"})
+
+
+def questions(n, tag):
+    return pd.DataFrame({"question": [f"{tag}: what is {i} + 2?" for i in range(n)]})
+
+
+def test_2000_rows_with_injected_500s_and_random_429s(server, spec, pool):
+    df = questions(2000, "faults")
+    bad = sorted(random.Random(7).sample(range(2000), 100))  # 5%
+    df.loc[bad, "question"] = [f"[[fail:500]] row {i}" for i in bad]
+    server.configure(error_rate=0.05, error_kinds=["429"], seed=3)
+    out = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
+                    cache=False, retry=RETRY, concurrency=16)
+    stats, usage = server.stats(), out.attrs["usage"]
+    assert len(out) == 2000 and out["question"].tolist() == df["question"].tolist()
+    assert out.index[out["error"].notna()].tolist() == bad
+    assert out.loc[bad, "error"].str.contains("LMServerError").all()
+    good = [i for i in range(2000) if i not in set(bad)]
+    assert out.loc[good, "answer"].tolist() == [str(i + 2) for i in good]
+    # every retryable failure was retried: 500s max_retries times, each 429 once more
+    assert stats["errors"]["500"] == len(bad) * (RETRY.max_retries + 1)
+    assert stats["ok"] == 1900
+    assert stats["errors"]["429"] == usage["rate_limited"] > 0
+    assert stats["requests"] == 1900 + stats["errors"]["500"] + stats["errors"]["429"]
+    assert usage["prompt_tokens"] == stats["prompt_tokens"]
+    assert usage["completion_tokens"] == stats["completion_tokens"]
+
+
+def test_a_worker_killed_mid_batch_loses_no_rows(server, spec, pool):
+    server.configure(latency_ms=20)
+    df = questions(400, "kill")
+    killed = []
+
+    def kill_a_busy_worker():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not killed:
+            busy = [w["pid"] for w in pool.status()["workers"] if w["state"] == "busy"]
+            if busy:
+                os.kill(busy[0], signal.SIGKILL)
+                killed.append(busy[0])
+            time.sleep(0.05)
+
+    threading.Timer(0.3, kill_a_busy_worker).start()
+    out = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
+                    cache=False, retry=RETRY, concurrency=8, chunk_size=40)
+    assert killed, "no worker was busy to kill"
+    assert out["error"].isna().all() and len(out) == 400
+    assert out["answer"].tolist() == [str(i + 2) for i in range(400)]
+
+
+def test_an_interrupted_run_keeps_finished_rows_and_a_rerun_does_only_the_rest(server, spec,
+                                                                             pool):
+    server.configure(latency_ms=20)
+    df = questions(600, "interrupt")
+    threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
+                          concurrency=8, chunk_size=40)
+    assert any("interrupted" in str(w.message) for w in caught)
+    assert first.attrs["usage"]["status"] == "interrupted"
+    finished = int(first["error"].isna().sum())
+    assert 0 < finished < 600
+    assert first["error"].dropna().str.startswith("Interrupted").all()
+    assert batch.last_run() is first
+    requests_first = server.stats()["requests"]
+    assert requests_first == finished  # running chunks finished, queued ones never started
+    second = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
+                       concurrency=8)
+    assert second["error"].isna().all()
+    assert server.stats()["requests"] - requests_first == 600 - finished
+    assert int(second["cached"].sum()) == finished

@@ -1,0 +1,222 @@
+"""WorkerPool with real processes: results, errors, sessions, recycling, resizing, status.
+
+One pool (2 workers, nothing preloaded) is shared by the module; tests that need other
+settings make their own small pool.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import psutil
+import pytest
+from _pool_tasks import Counter, echo, pid_after, raise_value_error, sleep_then
+
+from dspex_lab.errors import PoolError, RemoteError, TaskCancelled, WorkerCrashed
+from dspex_lab.workers import WorkerPool, stored
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = WorkerPool("test", size=2, preload=())
+    assert p.ready(timeout=60)
+    yield p
+    p.shutdown()
+
+
+def live_pids(p):
+    assert p.ready(timeout=30)
+    return sorted(w["pid"] for w in p.status()["workers"] if w["state"] in ("idle", "busy"))
+
+
+def test_call_submit_and_map_return_results(pool):
+    assert pool.call(pow, 2, 10) == 1024
+    assert pool.submit(divmod, 7, 2).result(timeout=10) == (3, 1)
+    assert list(pool.map(echo, range(20))) == list(range(20))
+    assert sorted(pool.map(echo, range(20), ordered=False)) == list(range(20))
+    assert pool.call(echo, x={"a": [1, 2]}) == {"a": [1, 2]}
+
+
+def test_status_reflects_the_processes(pool):
+    before = pool.status()["tasks_done"]
+    pids = {pool.call(pid_after, i)[1] for i in range(10)}
+    status = pool.status()
+    assert status["name"] == "test" and status["size"] == 2 and status["alive"] == 2
+    assert status["tasks_done"] >= before + 10
+    zygote = psutil.Process(status["zygote_pid"])
+    assert zygote.ppid() == os.getpid()
+    workers = {w["pid"] for w in status["workers"]}
+    assert pids <= workers
+    for row in status["workers"]:
+        proc = psutil.Process(row["pid"])
+        assert proc.ppid() == zygote.pid and row["rss_mb"] > 0
+    futs = [pool.submit(sleep_then, i, 0.5) for i in range(4)]
+    time.sleep(0.2)
+    busy = pool.status()
+    assert busy["busy"] == 2 and busy["queued"] >= 1
+    assert [f.result(timeout=10) for f in futs] == [0, 1, 2, 3]
+
+
+def test_remote_error_carries_the_worker_traceback(pool):
+    with pytest.raises(RemoteError) as info:
+        pool.call(raise_value_error, "bad input 42")
+    err = info.value
+    assert "ValueError" in str(err) and "bad input 42" in str(err)
+    assert "in inner" in err.remote_traceback and "_pool_tasks.py" in err.remote_traceback
+    assert isinstance(err.__cause__, ValueError)
+    assert "in inner" in str(err.__cause__.__cause__)
+    assert pool.call(echo, 1) == 1  # the worker survived
+
+
+def test_notebook_style_functions_run_in_workers(pool):
+    offset = 100
+
+    def add_offset(x):  # a local function: pickled by value, like a notebook cell's
+        return x + offset
+
+    assert list(pool.map(add_offset, [1, 2, 3])) == [101, 102, 103]
+    assert pool.call(lambda: offset * 2) == 200
+    assert list(pool.map(lambda s: s.upper(), ["a", "b"])) == ["A", "B"]
+
+
+def test_main_module_functions_run_in_workers(tmp_path):
+    script = tmp_path / "nb.py"
+    script.write_text(
+        "from dspex_lab.workers import WorkerPool\n"
+        "def square(x):\n"
+        "    return x * x\n"
+        "with WorkerPool('main', size=1, preload=()) as p:\n"
+        "    print(sum(p.map(square, range(5))))\n")
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "30"
+
+
+def test_dataframes_travel_both_ways(pool):
+    df = pd.DataFrame({"a": range(1000), "b": [f"s{i}" for i in range(1000)]})
+    back = pool.call(lambda d: d.assign(c=d["a"] * 2), df)
+    assert list(back.columns) == ["a", "b", "c"] and back["c"].sum() == 2 * df["a"].sum()
+
+
+def test_future_cancel_stops_a_running_task_and_keeps_the_worker(pool):
+    pids = live_pids(pool)
+    fut = pool.submit(sleep_then, 1, 30)
+    time.sleep(0.3)
+    start = time.monotonic()
+    assert fut.cancel()
+    with pytest.raises(TaskCancelled):
+        fut.result(timeout=5)
+    assert time.monotonic() - start < 1 and fut.cancelled()
+    assert pool.call(echo, 5) == 5
+    time.sleep(0.2)
+    assert live_pids(pool) == pids  # interrupted with SIGINT, not killed
+
+
+def test_session_keeps_state_on_one_worker(pool):
+    with pool.session() as s:
+        s.store("counter", Counter)  # a class: built in the worker
+        assert [s.call("counter.increment") for _ in range(3)] == [1, 2, 3]
+        assert s.call("counter.increment", by=10) == 13
+        assert {s.submit(os.getpid).result(timeout=10) for _ in range(5)} == {s.pid}
+        s.store("n", 41)  # a value: pickled and sent
+        assert s.submit(lambda: stored("n") + 1).result(timeout=10) == 42
+        assert s.get("counter").n == 13
+        with pytest.raises(PoolError, match="Nothing named 'missing'"):
+            s.call("missing")
+    with pytest.raises(PoolError, match="closed"):
+        s.call("counter.increment")
+
+
+def test_session_whose_worker_dies_raises_a_clear_error(pool):
+    s = pool.session()
+    s.store("counter", Counter)
+    assert s.call("counter.increment") == 1
+    os.kill(s.pid, signal.SIGKILL)
+    with pytest.raises(WorkerCrashed, match="open a new session") as info:
+        for _ in range(50):  # until the pool has noticed
+            s.call("counter.increment")
+            time.sleep(0.05)
+    assert "'counter'" in str(info.value)
+    s.close()
+    with pool.session() as fresh:
+        fresh.store("counter", Counter)
+        assert fresh.call("counter.increment") == 1
+
+
+def test_recycling_after_max_tasks_per_worker():
+    with WorkerPool("recycle", size=1, preload=(), max_tasks_per_worker=3) as p:
+        pids = [p.call(pid_after, i)[1] for i in range(7)]
+        assert len(set(pids[0:3])) == 1 and len(set(pids[3:6])) == 1
+        assert pids[0] != pids[3] != pids[6]
+        assert p.status()["recycled"] >= 2 and p.status()["restarts"] == 0
+
+
+def test_resize_up_and_down():
+    with WorkerPool("resize", size=1, preload=()) as p:
+        assert p.ready(timeout=60) and p.status()["alive"] == 1
+        p.resize(3)
+        assert p.ready(timeout=30) and p.status()["alive"] == 3
+        assert list(p.map(echo, range(30))) == list(range(30))
+        p.resize(1)
+        deadline = time.monotonic() + 10
+        while p.status()["alive"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert p.status()["alive"] == 1 and p.call(echo, 3) == 3
+
+
+def test_workers_open_no_tcp_socket(pool):
+    pool.call(echo, 1)
+    status = pool.status()
+    for pid in [status["zygote_pid"], *(w["pid"] for w in status["workers"])]:
+        assert psutil.Process(pid).net_connections(kind="inet") == []
+
+
+def test_workers_see_the_env_and_the_cost_map_setting():
+    with WorkerPool("env", size=1, preload=(), env={"OMP_NUM_THREADS": "1"}) as p:
+        env = p.call(lambda: dict(os.environ))
+    assert env["OMP_NUM_THREADS"] == "1" and env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+def test_full_queue_blocks_then_raises_with_queue_timeout():
+    with WorkerPool("bp", size=1, preload=(), max_queue=2, queue_timeout=0.3) as p:
+        p.ready(timeout=60)
+        first = p.submit(sleep_then, 0, 2)  # running
+        queued = [p.submit(echo, i) for i in range(2)]
+        start = time.monotonic()
+        with pytest.raises(PoolError, match="stayed full"):
+            p.submit(echo, 99)
+        assert 0.25 < time.monotonic() - start < 2
+        first.cancel()
+        assert [f.result(timeout=10) for f in queued] == [0, 1]
+
+
+def test_shutdown_stops_every_process_and_refuses_new_work():
+    p = WorkerPool("down", size=2, preload=(), start="eager")
+    assert p.ready(timeout=60)
+    status = p.status()
+    pids = [status["zygote_pid"], *(w["pid"] for w in status["workers"])]
+    running = p.submit(sleep_then, 1, 30)
+    time.sleep(0.1)
+    p.shutdown()
+    with pytest.raises(TaskCancelled):
+        running.result(timeout=1)
+    assert not [pid for pid in pids if _alive(pid)]
+    with pytest.raises(PoolError, match="shut down"):
+        p.submit(echo, 1)
+    assert not [t for t in threading.enumerate() if t.name == "dspex-pool-down"]
+
+
+def _alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

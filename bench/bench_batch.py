@@ -140,10 +140,28 @@ def main() -> None:
     size_in = df.memory_usage(deep=True).sum()
     size_out = frame.memory_usage(deep=True).sum()
     growth = mem.peak - mem.start
+    events = events_bytes(frame.attrs["run_id"])
+    frames = size_in + size_out
     print(f"memory: peak kernel RSS growth {growth / 2**20:.1f} MiB; input frame "
           f"{size_in / 2**20:.1f} MiB + output frame {size_out / 2**20:.1f} MiB = "
-          f"{(size_in + size_out) / 2**20:.1f} MiB -> {growth / (size_in + size_out):.2f}x "
-          "(goal < 2x)")
+          f"{frames / 2**20:.1f} MiB -> {growth / frames:.2f}x (goal < 2x)")
+    print(f"  of the growth, the telemetry buffer's per-row lm.call events hold about "
+          f"{events / 2**20:.1f} MiB; without them {(growth - events) / frames:.2f}x")
+
+
+def events_bytes(run_id: str) -> int:
+    """About how much memory the run's telemetry events take in the bus buffer."""
+    import sys
+
+    from dspex_lab.telemetry import get_bus
+
+    total = 0
+    for event in get_bus().snapshot():
+        if event.fields.get("run_id") == run_id:
+            total += sys.getsizeof(event) + sys.getsizeof(event.fields)
+            total += sum(sys.getsizeof(v) for v in event.fields.values()
+                         if isinstance(v, float | int) and not -5 <= v <= 256)
+    return total
 
 
 if __name__ == "__main__":

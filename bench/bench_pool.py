@@ -1,6 +1,7 @@
 """WorkerPool against its peers, measured in one run with 2 workers each.
 
-    python bench/bench_pool.py            # about a minute; --quick for a smoke run
+    python bench/bench_pool.py            # a few minutes; --quick for a smoke run,
+                                          # --only tasks|warm|frames for one part
 
 1. No-op round trip (p50/p99 of submit + result, one at a time) and throughput (tasks/s of
    ``map`` and of submit-all-then-wait) for WorkerPool, ``ProcessPoolExecutor`` and
@@ -87,7 +88,7 @@ def bench_round_trips(quick: bool) -> None:
     n_rt, n_tp, rounds = (200, 2000, 1) if quick else (1000, 10000, 3)
     runners, (pool, quiet, ppe, lky) = executors()
     rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in runners}
-    for name, (submit, run_map) in runners.items():  # warm up
+    for submit, run_map in runners.values():  # warm up
         run_map(200)
         round_trips(submit, 50)
     for _ in range(rounds):
@@ -195,12 +196,18 @@ def bench_dataframe(quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    parser.add_argument("--only", choices=["tasks", "warm", "frames"], action="append",
+                        help="run only these parts (repeatable)")
     args = parser.parse_args()
+    parts = args.only or ["tasks", "warm", "frames"]
     print(f"bench_pool: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
-    bench_round_trips(args.quick)
-    bench_warm_start(args.quick)
-    bench_dataframe(args.quick)
+    if "tasks" in parts:
+        bench_round_trips(args.quick)
+    if "warm" in parts:
+        bench_warm_start(args.quick)
+    if "frames" in parts:
+        bench_dataframe(args.quick)
     print(json.dumps({"load_average_after": round(os.getloadavg()[0], 1)}))
 
 

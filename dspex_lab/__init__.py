@@ -39,13 +39,26 @@ _EXPORTS: dict[str, str] = {
     # pools
     "get_pool": "dspex_lab.workers",
     "pool_status": "dspex_lab.workers",
+    # evaluation, optimization, saved programs, templates
+    "evaluate": "dspex_lab.evaluate",
+    "EvaluationResult": "dspex_lab.evaluate",
+    "optimize": "dspex_lab.optimize",
+    "CompiledProgram": "dspex_lab.persistence",
+    "load": "dspex_lab.persistence",
+    "template": "dspex_lab.native.templates",
+    "Template": "dspex_lab.native.templates",
+    # pipelines
+    "Pipeline": "dspex_lab.pipeline",
     # errors
     "DspexError": "dspex_lab.errors",
     "SignatureError": "dspex_lab.errors",
     "ValidationError": "dspex_lab.errors",
 }
 
-_SUBMODULES = ("telemetry", "errors", "router", "workers", "lm_server", "testing", "exchange")
+_SUBMODULES = {name: f"dspex_lab.{name}" for name in (
+    "telemetry", "errors", "router", "workers", "lm_server", "testing", "exchange",
+    "distributed", "pipeline", "widgets")}
+_SUBMODULES["metrics"] = "dspex_lab.native.metrics"
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__", "load_ipython_extension",
                   "unload_ipython_extension"])
@@ -57,7 +70,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        return importlib.import_module(f"dspex_lab.{name}")
+        return importlib.import_module(_SUBMODULES[name])
     raise AttributeError(f"module 'dspex_lab' has no attribute {name!r}")
 
 

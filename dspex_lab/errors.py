@@ -118,6 +118,9 @@ class PipelineError(DspexError):
         self.errors = list(errors or [])
         super().__init__(message)
 
+    def __reduce__(self):
+        return (type(self), (str(self), self.step, self.errors))
+
 
 class LMError(DspexError):
     """An LM call failed. ``status`` is the HTTP status when there was one."""

@@ -4,8 +4,10 @@
 """
 
 import concurrent.futures as cf
+import time
 import warnings
 
+import dspy
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -160,6 +162,18 @@ def test_record_then_replay_with_the_server_stopped(spec, pool, tmp_path):
     assert "No recorded response" in missing["error"].iloc[0]
 
 
+@pytest.mark.parametrize("transport", ["dspy", "fast"])
+def test_a_hung_request_times_out_and_is_retried(server, spec, pool, transport):
+    server.configure(hang_s=1.0)
+    try:
+        out = go([{"question": f"[[fail:once:timeout]] {transport}"}], spec, pool,
+                 timeout=0.3, transport=transport)
+    finally:
+        server.configure(hang_s=60.0)
+    assert out["error"].isna().all() and out.attrs["usage"]["retries"] == 1
+    assert server.stats()["errors"] == {"timeout": 1}
+
+
 def test_fast_transport_gives_the_same_answers_as_dspy(server, spec, pool):
     df = questions(20)
     slow = go(df, spec, pool, cache=False)
@@ -181,6 +195,12 @@ def test_budget_stop_leaves_the_rest_unrun(server, spec, pool):
     assert not_run.sum() > 0 and server.stats()["requests"] == 40 - not_run.sum()
 
 
+def test_budget_warn_keeps_going(server, spec, pool):
+    with pytest.warns(UserWarning, match="over its budget"):
+        out = go(questions(12), spec, pool, budget_usd=1e-5, on_budget="warn", chunk_size=4)
+    assert out["error"].isna().all() and out.attrs["usage"]["status"] == "finished"
+
+
 def test_circuit_breaker_stops_calling_a_dead_lm(server, spec, pool):
     server.configure(error_rate=1.0, error_kinds=["500"])
     breaker = batch.BreakerConfig(failures=4, seconds=0)
@@ -200,6 +220,33 @@ def test_rate_limits_lower_the_concurrency(server, spec, pool):
     assert out["error"].isna().all()
     assert usage["rate_limited"] == server.stats()["errors"]["429"] > 0
     assert usage["concurrency"]["decreases"] >= 1
+
+
+class TwoStep(dspy.Module):
+    """Two LM calls per row: usage must add up."""
+
+    def __init__(self):
+        super().__init__()
+        self.solve = dspy.Predict("question -> answer")
+        self.check = dspy.Predict("question, answer -> ok: bool")
+
+    def forward(self, question):
+        answer = self.solve(question=question).answer
+        return dspy.Prediction(answer=answer, ok=self.check(question=question,
+                                                             answer=answer).ok)
+
+
+def test_a_multi_call_module_adds_up_its_usage(server, spec, pool):
+    out = go(questions(4), spec, pool, program=TwoStep())
+    assert out["answer"].tolist() == ["1", "2", "3", "4"] and out["ok"].notna().all()
+    assert server.stats()["requests"] == 8
+    assert out.attrs["usage"]["prompt_tokens"] == server.stats()["prompt_tokens"]
+
+
+def test_requests_per_minute_are_capped(spec, pool):
+    start = time.perf_counter()
+    go(questions(75, tag=" rpm"), spec, pool, rpm=6000, chunk_size=75)
+    assert time.perf_counter() - start >= 0.4  # one chunk gets half: 50/s, burst 50
 
 
 def test_telemetry_events(spec, pool):

@@ -20,10 +20,12 @@ def test_signature_error_shows_a_caret_under_the_column():
     errors.ValidationError([("n", "expected int, got str '3'")]),
     errors.RemoteError("ValueError: x", "ValueError", "Traceback..."),
     errors.LMError("rate limited", status=429, retryable=True),
+    errors.PipelineError("step failed", step="answer"),
 ])
 def test_errors_survive_pickling(exc):
     copy = pickle.loads(pickle.dumps(exc))
     assert type(copy) is type(exc) and str(copy) == str(exc)
+    assert getattr(copy, "step", None) == getattr(exc, "step", None)
 
 
 def test_validation_error_lists_every_problem():

@@ -175,6 +175,22 @@ def test_stream_yields_steps_in_order():
     assert got == ["double", "boom"] and failing.result["double"] == 2
 
 
+def test_closing_a_stream_cancels_the_steps_left():
+    gate, ran = threading.Event(), []
+    p = Pipeline([native(lambda x: gate.wait(5) and x, output="a", name="wait"),
+                  native(lambda a: ran.append(a), outputs=[], name="after")])
+    stream = p.stream(x=1)
+    timer = threading.Timer(0.05, gate.set)
+    timer.start()
+    stream.close()
+    timer.join()
+    seen = []
+    with pytest.raises(PipelineError, match="cancelled before step 'after'"):
+        for s in stream:
+            seen.append(s.name)
+    assert seen == ["wait"] and ran == []
+
+
 def test_telemetry_events_per_step_and_per_run():
     events = []
     unsubscribe = telemetry.subscribe(events.append)

@@ -37,13 +37,12 @@ import pyarrow as pa
 
 from dspex_lab.batch import recording as _replay
 from dspex_lab.batch.concurrency import AIMDLimiter, TokenBucket
+from dspex_lab.batch.frame import to_arrow_values
 from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy, classify
 from dspex_lab.programs import Program
 
-__all__ = ["META_COLUMNS", "ChunkOptions", "ChunkTask", "run_chunk"]
+__all__ = ["ChunkOptions", "ChunkTask", "chunk_stats", "run_chunk"]
 
-META_COLUMNS = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost")
-"""The bookkeeping columns a chunk returns after the output columns."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +105,22 @@ def run_chunk(task: ChunkTask, table: pa.Table) -> pa.Table:
 
 async def _run_rows(task: ChunkTask, rows: list[dict[str, Any]]) -> pa.Table:
     state = _ChunkState(task)
+    sig = task.program.signature
     with _replay.activated(task.options.replay):
         call = _runner(task, state)
-        results = await asyncio.gather(*(state.run_row(call, row) for row in rows))
+        results = await asyncio.gather(*(state.run_row(call, _coerced(sig, row))
+                                         for row in rows))
     return _to_table(task.program, results, state.stats())
+
+
+def _coerced(sig: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the kernel validated it (``3.0`` for an ``int`` field is ``3``, ...)."""
+    if sig is None:
+        return row
+    try:
+        return sig.validate_inputs(row)
+    except Exception:  # the kernel already reported it; let the call say what it says
+        return row
 
 
 class _ChunkState:
@@ -297,27 +308,6 @@ def _to_table(program: Program, rows: list[_Row], stats: dict[str, Any]) -> pa.T
     columns["cost"] = pa.array([r.cost for r in rows], pa.float64())
     table = pa.table(columns)
     return table.replace_schema_metadata({b"dspex": json.dumps(stats).encode()})
-
-
-def to_arrow_values(values: list[Any]) -> pa.Array:
-    """An Arrow array of output values: typed when Arrow can hold them as they are, else
-    JSON text (pydantic models are dumped first)."""
-    values = [_plain(v) for v in values]
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return pa.array([v if v is None or isinstance(v, str) else
-                         json.dumps(v, default=str) for v in values], pa.string())
-
-
-def _plain(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        try:
-            return dump(mode="json")
-        except Exception:
-            return str(value)
-    return value
 
 
 def chunk_stats(table: pa.Table) -> dict[str, Any]:

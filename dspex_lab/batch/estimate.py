@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from dspex_lab.batch.inputs import prepare_inputs, row_keys
-from dspex_lab.batch.run import pool_slots, resolve_pool, run
+from dspex_lab.batch.options import pool_slots, resolve_pool
+from dspex_lab.batch.run import run
 from dspex_lab.programs import as_program
 
 __all__ = ["Estimate", "estimate"]

@@ -12,17 +12,21 @@ the suffix ``_pred`` (outputs) or ``_run`` (bookkeeping), so no input column is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dspex_lab.batch.chunk import META_COLUMNS, to_arrow_values
 from dspex_lab.batch.inputs import InputBatch
 from dspex_lab.batch.spill import ROW
 
-__all__ = ["RESULT_COLUMNS", "assemble", "ordered", "result_part", "usage_totals", "with_rows"]
+__all__ = ["META_COLUMNS", "RESULT_COLUMNS", "assemble", "ordered", "result_part",
+           "to_arrow_values", "usage_totals", "with_rows"]
+
+META_COLUMNS = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost")
+"""The bookkeeping columns a chunk returns after its output columns."""
 
 RESULT_COLUMNS = (*META_COLUMNS, "cached")
 """The bookkeeping columns of every result, after the output fields."""
@@ -126,3 +130,24 @@ def usage_totals(results: pa.Table, wall_s: float, **extra: Any) -> dict[str, An
         "rows_per_s": rows / wall_s if wall_s > 0 else 0.0,
         **extra,
     }
+
+
+def to_arrow_values(values: list[Any]) -> pa.Array:
+    """An Arrow array of output values: typed when Arrow can hold them as they are, else
+    JSON text (pydantic models are dumped first)."""
+    values = [_plain(v) for v in values]
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return pa.array([v if v is None or isinstance(v, str) else
+                         json.dumps(v, default=str) for v in values], pa.string())
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:
+            return str(value)
+    return value

@@ -71,11 +71,11 @@ def input_fields(program: Program, available: list[str]) -> list[str]:
     parameters (all columns when it takes ``**kwargs``)."""
     if program.input_names:
         return list(program.input_names)
-    forward = getattr(program.module, "forward", None)
+    forward = getattr(type(program.module), "forward", None)  # not the instance: DSPy warns
     if forward is None:
         return list(available)
     try:
-        params = inspect.signature(forward).parameters.values()
+        params = list(inspect.signature(forward).parameters.values())[1:]  # without self
     except (TypeError, ValueError):
         return list(available)
     if any(p.kind is p.VAR_KEYWORD for p in params):

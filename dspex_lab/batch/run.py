@@ -23,7 +23,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,11 +35,12 @@ from dspex_lab.batch.chunk import ChunkOptions, ChunkTask, run_chunk
 from dspex_lab.batch.concurrency import SharedLimit
 from dspex_lab.batch.frame import assemble, ordered, result_part, usage_totals, with_rows
 from dspex_lab.batch.inputs import InputBatch, prepare_inputs, row_keys
+from dspex_lab.batch.options import RunOptions, pool_slots, resolve_pool
 from dspex_lab.batch.progress import Progress
 from dspex_lab.batch.retry import BreakerConfig, RetryPolicy
 from dspex_lab.batch.schedule import Budget, Scheduler
 from dspex_lab.batch.spill import ROW, Spill
-from dspex_lab.errors import BudgetExceeded, ConfigurationError, RunError
+from dspex_lab.errors import BudgetExceeded, RunError
 from dspex_lab.programs import Program, as_program
 from dspex_lab.router import register
 
@@ -59,46 +59,6 @@ def last_run() -> Any:
     >>> dspex_lab.last_run()["error"].isna().sum()
     """
     return _LAST["frame"]
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Every knob of ``run`` besides the program, the data and the LM (see ``run``)."""
-
-    columns: Mapping[str, str] | None = None
-    concurrency: int | None = None
-    pool: Any = "general"
-    on_error: str = "record"
-    cache: bool = True
-    progress: bool = True
-    adapter: str | None = None
-    temperature: float | None = None
-    budget_usd: float | None = None
-    on_budget: str = "stop"
-    resume: bool = False
-    spill: Any = None
-    transport: str = "dspy"
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    timeout: float | None = 60.0
-    rpm: float | None = None
-    tpm: float | None = None
-    breaker: BreakerConfig = field(default_factory=BreakerConfig)
-    chunk_size: int | None = None
-
-    def __post_init__(self) -> None:
-        _choice("on_error", self.on_error, ("record", "raise"))
-        _choice("on_budget", self.on_budget, ("stop", "warn"))
-        _choice("transport", self.transport, ("dspy", "fast"))
-        for name in ("concurrency", "budget_usd", "rpm", "tpm", "chunk_size", "timeout"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigurationError(f"{name}={value!r} must be a positive number or None.")
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigurationError(
-            f"{name}={value!r} is not valid; use one of: {', '.join(map(repr, allowed))}.")
 
 
 def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
@@ -153,24 +113,6 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
     spec = resolve_lm(lm)
     batch = prepare_inputs(prog, data, columns)
     return _Run(prog, spec, batch, options).execute()
-
-
-def resolve_pool(pool: Any) -> tuple[Any, str]:
-    """The pool object and its name (a name is looked up with ``get_pool``)."""
-    if isinstance(pool, str):
-        from dspex_lab.workers import get_pool
-
-        return get_pool(pool), pool
-    if not hasattr(pool, "submit"):
-        raise ConfigurationError(
-            f"pool={pool!r} is neither a pool name nor an object with submit(); pass e.g. "
-            "pool='general'.")
-    return pool, str(getattr(pool, "name", type(pool).__name__))
-
-
-def pool_slots(pool: Any) -> int:
-    """How many chunks the pool runs at once (its worker count)."""
-    return max(1, int(getattr(pool, "size", None) or getattr(pool, "_max_workers", 1)))
 
 
 class _Run:
@@ -243,7 +185,7 @@ class _Run:
         keep = ~self.done[rows]
         if keep.any():
             self.notes["resumed"] = int(keep.sum())
-            self._add(table.filter(pa.array(keep)), "resumed", spill=False)
+            self._add(table.filter(pa.array(keep)), "native", spill=False)
 
     def _from_cache(self) -> None:
         from dspex_lab.cache import get_cache

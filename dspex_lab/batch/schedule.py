@@ -159,6 +159,9 @@ class Scheduler:
             chunk, generation = self.inflight.pop(future)
             try:
                 table = future.result()
+            except KeyboardInterrupt as exc:  # a wrapper pool cancelled the run
+                self.on_error(chunk, exc)
+                raise
             except Exception as exc:
                 self.on_error(chunk, exc)
                 if isinstance(exc, PoolError):

@@ -5,7 +5,7 @@ Volatile figures are always written the same way, so ``notebooks/sanitize.cfg`` 
 durations as ``<number> ms`` / ``<number> s``, costs as ``$<number>``.
 
     >>> table([("answer", "Paris")])[:40]
-    '<table class="dspex-table" style="border-'
+    '<table class="dspex-table" style="margin:'
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ __all__ = ["box", "cost", "esc", "meta_line", "ms", "table", "value_html", "valu
 
 MAX_CHARS = 2000
 _MUTED = "color:var(--jp-ui-font-color2,#666);font-size:var(--jp-ui-font-size0,0.85em)"
-_CELL = ("text-align:left;vertical-align:top;padding:2px 8px;"
-         "border-bottom:1px solid var(--jp-border-color2,#e0e0e0)")
-_HEAD = _CELL + ";font-weight:600;color:var(--jp-ui-font-color1,inherit)"
+_CELL = "text-align:left;vertical-align:top;padding:1px 8px"
+_HEAD = _CELL + ";font-weight:600"
 
 
 def esc(value: Any) -> str:
@@ -46,7 +45,7 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None,
           raw: bool = False) -> str:
     """An HTML table: the first cell of each row is its label (bold), unless a ``header`` is
     given; ``raw=True`` inserts cells as HTML (already escaped)."""
-    out = ['<table class="dspex-table" style="border-collapse:collapse;margin:2px 0">']
+    out = ['<table class="dspex-table" style="margin:2px 0">']
     if header:
         out.append("<tr>" + "".join(f'<th style="{_HEAD}">{esc(h)}</th>' for h in header)
                    + "</tr>")
@@ -83,5 +82,7 @@ def ms(value: float | None) -> str:
 
 
 def cost(value: float | None) -> str:
-    """A cost in USD: ``'$0.0012'``; empty for zero or unknown."""
-    return f"${value:.4f}" if value else ""
+    """A cost in USD: ``'$0.0012'`` (``'<$0.0001'`` below that); empty for zero or unknown."""
+    if not value:
+        return ""
+    return f"${value:.4f}" if value >= 0.0001 else "<$0.0001"

@@ -23,7 +23,7 @@ _PRE = ('white-space:pre-wrap;margin:2px 0;padding:4px;'
 def _caption(rec: Any) -> list[str]:
     if rec.kind == "run":
         return ["run", *run_summary_parts(rec.usage)]
-    return call_caption(rec.info)[:1] + call_caption(rec.info)[2:] if rec.info else []
+    return call_caption(rec.info)
 
 
 def _messages_html(rec: Any) -> str:
@@ -71,7 +71,8 @@ class HistoryView:
         lines = []
         for i, rec in enumerate(self.records, 1):
             caption = " · ".join(p for p in _caption(rec) if p)
-            lines.append(f"[{i}] {rec.module_kind}  {rec.signature_text}  ({caption})")
+            lines.append(f"[{i}] {rec.module_kind}  {rec.signature_text}"
+                         + (f"  ({caption})" if caption else ""))
             lines += [f"    {k}: {value_text(v, 200)}" for k, v in rec.inputs.items()]
             lines += [f"    -> {k}: {value_text(v, 200)}" for k, v in rec.outputs.items()]
             if rec.error:

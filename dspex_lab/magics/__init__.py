@@ -4,8 +4,9 @@
 Loading registers, once each: the magics (``%%dspex``, ``%dspex``, ``%dspex_lm``,
 ``%dspex_pool``, ``%dspex_history``, ``%dspex_telemetry``), the ``Dspex`` configurable (for
 ``%config Dspex.lm = ...``), the HTML formatter for ``dspy.Prediction``, the ``VAR << %dspex``
-input transformer and the JupyterLab panel's comm target. Unloading removes all of them;
-``Dspex`` settings survive an unload/reload. Nothing here imports DSPy.
+input transformer and the JupyterLab panel's comm target. Unloading removes all of them and
+closes the telemetry dashboard ``%dspex_telemetry`` opened; ``Dspex`` settings survive an
+unload/reload. Nothing here imports DSPy.
 
     >>> ip = get_ipython()
     >>> load_ipython_extension(ip); load_ipython_extension(ip)      # idempotent
@@ -17,9 +18,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["last_error", "load_ipython_extension", "unload_ipython_extension"]
 
 log = logging.getLogger("dspex_lab.magics")
+
+
+def last_error() -> BaseException | None:
+    """The full exception behind the last ``UsageError`` a dspex magic showed."""
+    from dspex_lab.magics.magic import last_error as last
+
+    return last()
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -50,6 +58,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     from dspex_lab.config import Dspex
     from dspex_lab.magics import transform
     from dspex_lab.magics.magic import MAGIC_NAMES, DspexMagics
+    from dspex_lab.magics.telemetry import close_dashboard
 
     manager = ipython.magics_manager
     for kind, names in MAGIC_NAMES.items():
@@ -62,6 +71,7 @@ def unload_ipython_extension(ipython: Any) -> None:
             ipython.configurables.remove(config)
     display.unregister(ipython)
     transform.uninstall(ipython)
+    close_dashboard()
     try:
         from dspex_lab.labext import unregister_comm_target
 

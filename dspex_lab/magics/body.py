@@ -137,9 +137,10 @@ def _block_scalar(text: str) -> str:
 
 
 def _value(raw: str, field: Any, namespace: Mapping[str, Any]) -> Any:
+    whole = _PLACEHOLDER.fullmatch(raw.strip())
     value = interpolate(raw, namespace)
-    if not isinstance(value, str):
-        return value
+    if not isinstance(value, str) or (whole and whole.group(1) and not whole.group(2)):
+        return value                              # exactly one {name}: the object itself
     text = value.strip()
     if text[:1] in ("|", ">") and re.match(r"^[|>][+-]?\d?[+-]?\n", text + "\n"):
         return _block_scalar(text)

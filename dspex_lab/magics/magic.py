@@ -26,23 +26,34 @@ from dspex_lab.magics.pool import pool_table
 from dspex_lab.magics.run_cell import DspexRequest, run_dspex
 from dspex_lab.magics.telemetry import open_telemetry
 
-__all__ = ["MAGIC_NAMES", "DspexMagics"]
+__all__ = ["MAGIC_NAMES", "DspexMagics", "last_error"]
 
 MAGIC_NAMES = {"line": ("dspex", "dspex_lm", "dspex_pool", "dspex_history", "dspex_telemetry"),
                "cell": ("dspex",)}
 _MAX_MESSAGE = 1200
+_CALL_FAILURES = ("TaskError", "LMError", "RunError", "BudgetExceeded", "PoolError")
+_LAST_ERROR: list[BaseException] = []
+
+
+def last_error() -> BaseException | None:
+    """The full exception behind the last magic error message (with the worker traceback as
+    ``__cause__``), for when the one-paragraph message is not enough."""
+    return _LAST_ERROR[0] if _LAST_ERROR else None
 
 
 def _message(exc: BaseException) -> str:
+    """One short paragraph: the first paragraph of the error, with what failed in front."""
     text = str(exc).strip() or type(exc).__name__
-    if len(text) > _MAX_MESSAGE:
-        text = text[:_MAX_MESSAGE].rstrip() + " …"
-    kind = type(exc).__name__
-    if kind in ("SignatureError",):
+    names = {c.__name__ for c in type(exc).__mro__}
+    if "SignatureError" in names:
         return f"The signature does not parse: {text}"
-    if kind in ("RemoteError", "LMError", "CircuitOpen", "TaskTimeout", "WorkerCrashed"):
-        return f"The call failed ({kind}): {text}"
-    return text
+    if names & set(_CALL_FAILURES):
+        first = text.split("\n\n", 1)[0].strip()
+        if len(first) > _MAX_MESSAGE:
+            first = first[:_MAX_MESSAGE].rstrip() + " …"
+        return (f"The call failed ({type(exc).__name__}): {first}\n"
+                "Details: dspex_lab.magics.last_error()")
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE].rstrip() + " …"
 
 
 def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,6 +65,7 @@ def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except UsageError:
             raise
         except (DspexError, TraitError) as exc:
+            _LAST_ERROR[:] = [exc]
             raise UsageError(_message(exc)) from None
     return wrapper
 

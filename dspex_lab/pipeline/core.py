@@ -29,8 +29,9 @@ from typing import Any
 from dspex_lab.errors import PipelineError
 from dspex_lab.pipeline.build import Plan, build
 from dspex_lab.pipeline.factories import as_step, map_step, parallel, when
+from dspex_lab.pipeline.kernel import KernelDSPy
 from dspex_lab.pipeline.result import PipelineResult, StepResult
-from dspex_lab.pipeline.run import Runner, kernel_dspy_call
+from dspex_lab.pipeline.run import Runner
 from dspex_lab.pipeline.steps import DSPyStep, Sequence, Step, walk
 from dspex_lab.pipeline.stream import PipelineStream
 from dspex_lab.signatures import Signature
@@ -190,7 +191,7 @@ class Pipeline:
     def _runner(self, lm: Any, continue_on_error: bool | None, on_step: Any, cache: bool,
                 implementation: str | None, telemetry: bool = True) -> Runner:
         keep_going = self.continue_on_error if continue_on_error is None else continue_on_error
-        call = kernel_dspy_call(lm, cache=cache, implementation=implementation)
+        call = KernelDSPy(lm, cache=cache, implementation=implementation)
         return Runner(self._plan, self.name, call, keep_going, on_step, emit=telemetry)
 
     # -- DSPy ----------------------------------------------------------------------------------

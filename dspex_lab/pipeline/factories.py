@@ -107,7 +107,8 @@ def dspy_step(sig: Any, module: str = "predict", *, name: str | None = None,
         raise PipelineError("A react step needs tools=[...] (plain Python functions).", step=name)
     step_state = dict(state or {})
     if demos is not None:
-        path = "predict" if module in ("cot", "chain_of_thought") else "self"
+        path = {"cot": "predict", "chain_of_thought": "predict", "react": "react"}.get(module,
+                                                                                      "self")
         step_state[path] = {**step_state.get(path, {}), "demos": [dict(d) for d in demos]}
     return DSPyStep(name or _default_name(step_sig), step_sig, module, tuple(tools),
                     dict(options), step_state, None, lm, timeout)

@@ -1,13 +1,14 @@
 """Running a checked pipeline: state in, state out, one ``StepResult`` per step.
 
 Native steps run in the calling thread (no IPC). DSPy steps run through a ``dspy_call``
-strategy: in the kernel that is ``kernel_dspy_call`` (the router, so a worker of the pool or a
-cached answer); inside ``to_dspy()`` it calls the module's own DSPy submodules. Parallel
-branches and the items of a ``map`` over DSPy steps run in threads (each thread mostly waits on
-a worker). Every finished step is recorded in the trace, sent to ``on_step`` and emitted as a
-``pipeline.step`` telemetry event; the run ends with a ``pipeline.run`` event.
+strategy: in the kernel that is ``KernelDSPy`` (``kernel.py``: the router, so a worker of the
+pool or a cached answer; ``batch.run`` for a ``map`` over many items); inside ``to_dspy()`` it
+calls the module's own DSPy submodules. Parallel branches and the items of a ``map`` over DSPy
+steps run in threads (each thread mostly waits on a worker). Every finished step is recorded in
+the trace, sent to ``on_step`` and emitted as a ``pipeline.step`` telemetry event; the run ends
+with a ``pipeline.run`` event. Streaming lives in ``stream.py``.
 
-    >>> runner = Runner(plan, name="qa", dspy_call=kernel_dspy_call())
+    >>> runner = Runner(plan, name="qa", dspy_call=KernelDSPy())
     >>> result = runner.run({"question": "What is 2 + 3?"})
     >>> result["answer"], [r.name for r in result.trace]
 """
@@ -41,7 +42,7 @@ from dspex_lab.pipeline.steps import (
     written,
 )
 
-__all__ = ["Leaf", "Runner", "StepFailed", "kernel_dspy_call"]
+__all__ = ["BATCH_MAP_MIN", "DSPyCall", "Leaf", "Runner", "StepFailed"]
 
 log = logging.getLogger("dspex_lab.pipeline")
 _perf = time.perf_counter
@@ -68,22 +69,10 @@ class Leaf:
 
 
 DSPyCall = Callable[[DSPyStep, dict[str, Any], float | None], Leaf]
-
-
-def kernel_dspy_call(lm: Any = None, *, cache: bool = True,
-                     implementation: str | None = None) -> DSPyCall:
-    """Run DSPy steps through the router (``dspex_lab.calls.call_program``)."""
-
-    def call(step: DSPyStep, values: dict[str, Any], timeout: float | None) -> Leaf:
-        from dspex_lab.calls import call_program
-
-        pred = call_program(step.operation, step.program(), values, lm=step.lm or lm,
-                            cache=cache, implementation=implementation, timeout=timeout)
-        info = pred._dspex
-        return Leaf(dict(pred.items()), info.route, info.prompt_tokens, info.completion_tokens,
-                    info.cost, info.cached)
-
-    return call
+"""How a runner calls one DSPy step. It may also have ``batch(step, rows)`` returning one
+``Leaf`` or exception per row, which a ``map`` over a DSPy step uses for many items."""
+BATCH_MAP_MIN = 16
+"""A ``map`` over a DSPy step with at least this many items goes through the batch path."""
 
 
 @dataclass(eq=False)
@@ -351,6 +340,12 @@ class Runner:
         res.detail = f"{len(items)} item{'s' if len(items) != 1 else ''}"
         collected: list[StepResult] = []
         item_ctx = _Ctx(ctx.parents, ctx.path, ctx.deadline, ctx.abandoned, collected)
+        batch = getattr(self.dspy_call, "batch", None)
+        if (batch is not None and self.concurrent and isinstance(step.step, DSPyStep)
+                and len(items) >= BATCH_MAP_MIN and ctx.deadline is None):
+            leaves = batch(step.step, [{**state, step.as_: it} for it in items])
+            if leaves is not None:
+                return self._map_batched(step, leaves, item_ctx, res)
 
         def one(item: Any) -> dict[str, Any]:
             return self._exec(step.step, {**state, step.as_: item}, item_ctx)
@@ -368,6 +363,34 @@ class Runner:
         if failed:
             res.detail += f", {failed} failed"
         writes = {name: [w.get(name) for w in per_item] for name in written(step.step)}
+        res.outputs = writes
+        return writes
+
+
+    def _map_batched(self, step: Map, leaves: list[Leaf | BaseException], ctx: _Ctx,
+                     res: StepResult) -> dict[str, Any]:
+        """Record one child result per item of a batched map and collect the outputs."""
+        inner, first_error = step.step, None
+        for leaf in leaves:
+            child = StepResult(inner.name, inner.kind, index=next(self._counter),
+                               depth=res.depth + 1, path=f"{res.path}/{inner.name}")
+            if isinstance(leaf, BaseException):
+                child.status, child.error, child.exception = "error", str(leaf), leaf
+                first_error = first_error or child
+            else:
+                child.route, child.cached, child.outputs = leaf.route, leaf.cached, leaf.outputs
+                child.prompt_tokens, child.completion_tokens, child.cost = (
+                    leaf.prompt_tokens, leaf.completion_tokens, leaf.cost)
+            self._finish(child, ctx)
+        res.children = list(ctx.collect or ())
+        failed = sum(1 for c in res.children if c.status != "ok")
+        res.detail += ", batched" + (f", {failed} failed" if failed else "")
+        if first_error is not None and not self.continue_on_error:
+            raise StepFailed(f"Step {inner.name!r} failed for {failed} of {len(leaves)} items "
+                             f"of map {step.name!r}; first: {first_error.error}",
+                             step=inner.name, errors=[first_error.exception])
+        writes = {name: [None if isinstance(leaf, BaseException) else leaf.outputs.get(name)
+                         for leaf in leaves] for name in inner.writes}
         res.outputs = writes
         return writes
 

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 log = logging.getLogger("dspex_lab.telemetry")
@@ -34,12 +35,23 @@ class Event:
         return {"kind": self.kind, "ts": self.ts, **self.fields}
 
 
+@lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return bool(_SECRET_KEYS.search(key))
+
+
+def _redact_text(text: str) -> str:
+    if "sk-" not in text and "Bearer" not in text:  # the cheap test first: emit is hot
+        return text
+    return _SECRET_VALUES.sub("***", text)
+
+
 def redact(value: Any, key: str = "") -> Any:
     """Hide secrets: values under key-like names and strings that look like API keys."""
-    if key and _SECRET_KEYS.search(key):
+    if key and _secret_key(key):
         return "***"
     if isinstance(value, str):
-        return _SECRET_VALUES.sub("***", value)
+        return _redact_text(value)
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     return value
@@ -56,7 +68,11 @@ class Bus:
 
     def emit(self, kind: str, **fields: Any) -> Event:
         for k, v in fields.items():
-            if isinstance(v, str | dict) or _SECRET_KEYS.search(k):
+            if _secret_key(k):
+                fields[k] = "***"
+            elif isinstance(v, str):
+                fields[k] = _redact_text(v)
+            elif isinstance(v, dict):
                 fields[k] = redact(v, k)
         if self.redact_prompts:
             for k in ("prompt", "response", "messages"):

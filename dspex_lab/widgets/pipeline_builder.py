@@ -13,6 +13,7 @@ sample row. The try runs in a background thread, so the notebook stays usable.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections.abc import Mapping
@@ -146,9 +147,9 @@ class PipelineBuilder(w.VBox):
                       layout=w.Layout(border="1px solid #ddd", padding="4px", margin="4px 0"))
 
     def _functions(self) -> list[str]:
-        ns = self.draft.namespace
-        return sorted(n for n, v in ns.items() if callable(v) and not n.startswith("_")
-                      and getattr(v, "__module__", None) == "__main__")
+        """Python functions of the namespace (what a native step can use)."""
+        return sorted(n for n, v in self.draft.namespace.items()
+                      if inspect.isfunction(v) and not n.startswith("_"))
 
     def _show_form_fields(self) -> None:
         wanted = _FORM_FIELDS[self.kind.value]

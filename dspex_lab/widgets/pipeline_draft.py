@@ -21,6 +21,7 @@ The draft builds a real ``Pipeline`` (so wiring errors are the pipeline's own
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,8 +99,8 @@ def _function(name: str, namespace: Mapping[str, Any]) -> Callable[..., Any]:
     fn = namespace.get(name.strip()) if name.strip() else None
     if not callable(fn):
         known = sorted(n for n, v in namespace.items()
-                       if callable(v) and getattr(v, "__module__", None) == "__main__")
-        hint = f" Functions defined in the notebook: {', '.join(known)}." if known else ""
+                       if inspect.isfunction(v) and not n.startswith("_"))
+        hint = f" Functions there: {', '.join(known)}." if known else ""
         raise PipelineError(f"No function named {name!r} in the notebook namespace; define it "
                             f"first (def {name or 'my_step'}(...): ...).{hint}")
     return fn

@@ -6,8 +6,9 @@ shows are exactly the parser's ``SignatureError``s, caret included, and ``error_
 which field the caret points into. Works without Jupyter.
 
     >>> draft = SignatureDraft.from_text("question -> answer")
-    >>> draft.add("input", "context", "list[str]", "passages to use")
-    >>> draft.move("input", 1, -1)                       # context first
+    >>> _ = draft.add("input", "context", "list[str]", "passages to use")
+    >>> draft.move("input", 1, -1)                       # context first: its new index
+    0
     >>> draft.text
     "context: list[str] 'passages to use', question -> answer"
     >>> draft.errors
@@ -135,15 +136,21 @@ class SignatureDraft:
 
     @property
     def error_field(self) -> tuple[Kind, int] | None:
-        """``(kind, index)`` of the field the current error points into, if any."""
+        """``(kind, index)`` of the field the current error is about: a field without a name
+        (the parser then points at a comma or the arrow next to it), else the field the caret
+        points into."""
         err = self.error
-        if err is None or err.column is None:
+        if err is None:
             return None
+        for kind, fields in (("input", self.inputs), ("output", self.outputs)):
+            for i, f in enumerate(fields):
+                if not f.name.strip():
+                    return kind, i  # type: ignore[return-value]
         text, spans = self._render()
-        for start, end, kind, index in spans:
-            if start <= err.column <= end and err.text == text:
-                return kind, index
-        return None
+        if err.column is None or err.text != text:
+            return None
+        inside = [(kind, i) for start, end, kind, i in spans if start <= err.column < end]
+        return inside[0] if inside else None
 
     @property
     def signature(self) -> Signature:
@@ -162,7 +169,7 @@ class SignatureDraft:
             answer: int = dspy.OutputField()
         <BLANKLINE>
         <BLANKLINE>
-        # or, as text: dspex_lab.signature("question -> answer: int")
+        # or, as text: dspex_lab.signature('question -> answer: int')
         """
         sig = self.signature
         types = " ".join(str(f.type) for f in sig.fields)

@@ -43,7 +43,7 @@ _PARSE = re.compile(r"parse|AdapterParseError|JSONDecodeError|problems? with the
                     r"could not (?:find|extract) .*field", re.I)
 _RATE = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)
 _TIMEOUT = re.compile(r"time.?out|timed out", re.I)
-_RESPONSE = re.compile(r"LM Response:\s*(.*?)\s*\n\s*\n\s*Expected to find", re.S)
+_RESPONSE = re.compile(r"LM Response:\s*(.*?)\s*Expected to find output fields", re.S)
 
 
 def classify_error(error: Any) -> str | None:
@@ -114,7 +114,8 @@ class Triage:
     """The failed rows of a run's DataFrame, grouped by cause; see the module docstring.
 
     ``program`` is what the run ran (needed for prompts and retries); ``columns`` the run's
-    ``columns=`` mapping, if it had one; ``run_options`` are defaults for retries (``pool``...).
+    ``columns=`` mapping, if it had one; ``run_options`` are defaults for retries (``lm``,
+    ``pool``...).
     """
 
     def __init__(self, frame: Any = None, program: Any = None, *,
@@ -186,12 +187,13 @@ class Triage:
         options = {"progress": False, **self.run_options, **run_options}
         if self.columns:
             options["columns"] = self.columns
-        fresh = run(self.program, data, lm=lm, temperature=temperature, adapter=adapter,
-                    **options)
+        options["lm"] = lm if lm is not None else options.get("lm")
+        fresh = run(self.program, data, temperature=temperature, adapter=adapter, **options)
         self._merge(positions, fresh, inputs)
         log = self.frame.attrs.setdefault("retries", [])
         log.append({"rows": len(positions), "fixed": int(fresh["error"].isna().sum()),
-                    "lm": None if lm is None else str(getattr(lm, "model", lm)),
+                    "lm": None if options["lm"] is None else str(getattr(options["lm"], "model",
+                                                                          options["lm"])),
                     "temperature": temperature, "adapter": adapter})
         return self.frame
 

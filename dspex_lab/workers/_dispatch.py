@@ -42,7 +42,7 @@ _START_FAILURES = 3  # workers dying before they are ready, in a row, break the 
 _START_TIMEOUT = 60.0  # a worker not ready this long after its zygote is, is replaced
 _PING_TIMEOUT = 10.0
 _PREFETCH_MS = 2.0  # tasks shorter than this on average are sent ahead (see _prefetch_depth)
-_MAX_AHEAD = 8  # at most this many tasks wait in a worker's socket
+_MAX_AHEAD = 32  # at most this many tasks wait in a worker's socket
 _PREFETCH_BYTES = 64 * 1024  # ...and at most this many bytes (the buffer holds ~200 KB)
 _EXIT_MSG = _wire.pack({"op": "exit"})
 
@@ -106,28 +106,60 @@ class Dispatcher:
             self._teardown()
 
     def _step(self: WorkerPool) -> bool:
-        """One round: maintain, poll, handle what arrived (lock not held)."""
+        """One round: maintain, poll, read (unlocked), then apply what arrived."""
         with self._locked():
             if not self._maintain():
                 return False
             timeout = self._next_timeout()
             self._poll_until = time.monotonic() + timeout
         events = self._poller.poll(timeout * 1000)
+        arrived = self._read(events)  # only this thread reads sockets: no lock needed
         with self._locked():
             self._poll_until = -math.inf  # while we work, nobody needs to wake us
-            zfd = self._zygote.conn.fileno() if self._zygote and self._zygote.conn else None
-            for fd, _ in events:
-                if fd == self._wake_r:
-                    self._woken = False
-                    with contextlib.suppress(OSError):
-                        os.read(self._wake_r, 4096)
-                elif fd == zfd:
-                    self._on_zygote()
-                elif fd in self._by_fd:
-                    self._on_worker(self._by_fd[fd])
+            for source, msg in arrived:
+                if source is None:
+                    self._on_zygote(msg)
+                elif msg is None:
+                    self._on_worker_gone(source)
+                else:
+                    self._on_worker(source, msg)
             self._check_deadlines()
             self._schedule()
         return True
+
+    def _read(self: WorkerPool, events: list[tuple[int, int]]) -> list[tuple[Any, Any]]:
+        """Read one message from every ready socket (lock not held). ``(None, msg)`` is from
+        the zygote, ``(worker, None)`` means the worker's socket closed."""
+        arrived: list[tuple[Any, Any]] = []
+        zyg = self._zygote
+        zfd = zyg.conn.fileno() if zyg is not None and zyg.conn is not None else None
+        for fd, _ in events:
+            if fd == self._wake_r:
+                self._woken = False
+                with contextlib.suppress(OSError):
+                    os.read(self._wake_r, 4096)
+            elif fd == zfd:
+                arrived.append((None, zyg.read()))
+            elif fd in self._by_fd:
+                w = self._by_fd[fd]
+                arrived.append((w, self._receive(w)))
+        return arrived
+
+    def _receive(self: WorkerPool, w: WorkerHandle) -> dict[str, Any] | None:
+        """One decoded message from ``w``; None at EOF (lock not held)."""
+        try:
+            data = w.conn.recv_bytes()
+        except (EOFError, OSError):
+            return None
+        head = w.inflight[0] if w.inflight else None  # only this thread pops: stable
+        if head is not None and head.done:  # a late answer nobody waits for: do not decode
+            with contextlib.suppress(Exception):
+                _wire.discard(data)
+            return {"id": head.id, "ignored": True}
+        try:
+            return _wire.unpack(data)
+        except Exception as exc:
+            return {"id": None, "decode_error": exc}
 
     def _maintain(self: WorkerPool) -> bool:
         """Keep the zygote and ``size`` workers alive; drive shutdown. False: stop."""
@@ -195,8 +227,7 @@ class Dispatcher:
         reason = w.retire or "shutdown"
         w.state, w.kill_reason = "retiring", reason
         w.kill_deadline = time.monotonic() + 5.0
-        with contextlib.suppress(OSError):
-            w.conn.send_bytes(_EXIT_MSG)
+        self._write(w, _EXIT_MSG)
         if reason == "recycled":
             self.stats["recycled"] += 1
             self._event("pool.worker_recycled", worker=w.pid, tasks=w.tasks,
@@ -205,18 +236,22 @@ class Dispatcher:
             self._event("pool.worker_retired", worker=w.pid, tasks=w.tasks, reason=reason)
 
     def _kill(self: WorkerPool, w: WorkerHandle, reason: str) -> None:
+        """SIGKILL ``w``; its EOF then reaches the dispatcher. A worker whose pid is not
+        known yet is killed when its "ready" arrives."""
         w.kill_reason = reason
         w.state = "killed"
         w.kill_deadline = None
-        if not w.signal(signal.SIGKILL):
-            self._forget(w)  # no pid yet: closing its socket makes it exit
+        w.signal(signal.SIGKILL)
 
     def _forget(self: WorkerPool, w: WorkerHandle) -> None:
+        """Drop ``w`` and close its socket (dispatcher thread only: it owns the poller)."""
         fd = -1 if w.conn.closed else w.conn.fileno()
         if self._by_fd.pop(fd, None) is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._poller.unregister(fd)
-        w.close()
+        with w.send_lock:  # no writer is half-way through a frame
+            w.outq.clear()
+            w.close()
         if w in self._workers:
             self._workers.remove(w)
         w.state = "dead"
@@ -228,8 +263,8 @@ class Dispatcher:
         for w in list(self._workers):
             if w.state == "idle":
                 self._retire(w)
-            elif w.state == "starting":
-                self._kill(w, "shutdown")
+            elif w.state == "starting":  # its EOF (or the zygote's exit) ends it
+                self._forget(w)
         if self._workers:
             return True
         self._state = "closed"
@@ -306,10 +341,10 @@ class Dispatcher:
         if (w.state != "busy" or w.retire is not None or w.pinned or task.kind != "task"
                 or len(w.inflight) >= self._prefetch_depth()):
             return False
-        ahead = sum(len(t.payload) for t in itertools.islice(w.inflight, 1, None))
+        ahead = sum(t.size for t in itertools.islice(w.inflight, 1, None))
         if task.fn_token is not None and task.fn_token not in w.fns:
             ahead += len(task.fn_def or b"")
-        return ahead + len(task.payload) <= _PREFETCH_BYTES
+        return ahead + task.size <= _PREFETCH_BYTES
 
     def _send(self: WorkerPool, w: WorkerHandle, task: Task) -> None:
         """Hand ``task`` to ``w``. A dead socket is noticed by the poller, not here."""
@@ -318,24 +353,26 @@ class Dispatcher:
         if len(w.inflight) == 1:
             task.started = time.monotonic()
             w.state = "busy"
-        try:
-            token = task.fn_token
-            if token is not None:
-                if token in w.fns:
-                    w.fns.move_to_end(token)
-                else:
-                    w.conn.send_bytes(task.fn_def)
-                    w.fns[token] = None
-                    if len(w.fns) > _FN_CACHE:
-                        w.fns.popitem(last=False)
-            w.conn.send_bytes(task.payload)
-        except OSError:
-            pass
+        token = task.fn_token
+        if token is not None:
+            if token in w.fns:
+                w.fns.move_to_end(token)
+            else:
+                self._write(w, task.fn_def)
+                w.fns[token] = None
+                if len(w.fns) > _FN_CACHE:
+                    w.fns.popitem(last=False)
+        self._write(w, task.payload)
         deadline = task.deadline
         if deadline is not None and deadline < self._poll_until:
             self._wake()
         if self.task_events and task.kind == "task":
             self._event("pool.task_started", task=task.id, worker=w.pid)
+
+    def _write(self: WorkerPool, w: WorkerHandle, frame: bytes) -> None:
+        """Queue ``frame`` for ``w``; whoever releases the lock next writes it, in order."""
+        w.outq.append(frame)
+        self._senders.append(w)  # always: another thread may be draining w.outq right now
 
     def _schedule(self: WorkerPool) -> None:
         for w in sorted((w for w in self._workers if w.state == "idle"),
@@ -389,13 +426,13 @@ class Dispatcher:
 
     # -- what arrives ------------------------------------------------------------------------
 
-    def _on_zygote(self: WorkerPool) -> None:
+    def _on_zygote(self: WorkerPool, msg: dict[str, Any] | None) -> None:
         zyg = self._zygote
-        fd = zyg.conn.fileno()
-        msg = zyg.read()
+        if zyg is None or zyg.conn is None:
+            return
         if msg is None:  # the zygote is gone; its workers die with it and get replaced
             with contextlib.suppress(KeyError, ValueError):
-                self._poller.unregister(fd)
+                self._poller.unregister(zyg.conn.fileno())
             if not zyg.ready:
                 self._zygote_failures += 1
             zyg.close(timeout=1.0)
@@ -414,25 +451,15 @@ class Dispatcher:
             for error in msg.get("errors", []):
                 log.warning("pool %r: preload %s", self.name, error)
 
-    def _on_worker(self: WorkerPool, w: WorkerHandle) -> None:
-        try:
-            data = w.conn.recv_bytes()
-        except (EOFError, OSError):
-            self._on_worker_gone(w)
+    def _on_worker(self: WorkerPool, w: WorkerHandle, msg: dict[str, Any]) -> None:
+        if w.state == "dead":
             return
-        head = w.inflight[0] if w.inflight else None
-        if head is not None and head.done:  # a late answer nobody waits for: do not decode
-            with contextlib.suppress(Exception):
-                _wire.discard(data)
-            self._on_reply(w, {"id": head.id, "ignored": True})
-            return
-        try:
-            msg = _wire.unpack(data)
-        except Exception as exc:
-            msg = {"id": None, "decode_error": exc}
         if msg.get("op") == "ready":
             w.pid, w.rss = msg["pid"], msg.get("rss", 0)
             w.open_pidfd()
+            if w.kill_reason is not None:  # killed before we knew its pid
+                w.signal(signal.SIGKILL)
+                return
             if w.state == "starting":
                 w.state = "idle"
             self._start_failures = 0

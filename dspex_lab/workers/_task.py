@@ -10,6 +10,7 @@ import mmap
 import os
 import signal
 import struct
+import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class Task:
     name: str
     payload: bytes
     timeout: float | None = None
+    size: int = 0  # len(payload) when it was made (payload is dropped once settled)
     msg: dict[str, Any] | None = None  # kept only for shared-memory frames (re-packed on retry)
     fn_token: int | None = None
     fn_def: bytes | None = None  # the "def" message to send first to a worker lacking fn_token
@@ -102,6 +104,19 @@ class WorkerHandle:
     last_active: float = field(default_factory=time.monotonic)
     kill_reason: str | None = None
     kill_deadline: float | None = None  # SIGKILL if still alive then (cancel, exit)
+    outq: deque[bytes] = field(default_factory=deque)  # frames to write, in inflight order
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write_pending(self) -> None:
+        """Write the queued frames, in order (pool lock not held; a full socket only
+        blocks this writer, never the dispatcher's reads)."""
+        with self.send_lock:
+            while self.outq:
+                frame = self.outq.popleft()
+                try:
+                    self.conn.send_bytes(frame)
+                except OSError:  # the worker is gone: its EOF is handled by the dispatcher
+                    self.outq.clear()
 
     @property
     def live(self) -> bool:

@@ -48,6 +48,7 @@ import queue
 import select
 import threading
 import time
+import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -108,6 +109,7 @@ class WorkerPool(Dispatcher):
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._out: list[tuple[Any, Any, Any]] = []  # settlements and events, run unlocked
+        self._senders: list[WorkerHandle] = []  # workers with frames to write, written unlocked
         self._queue: deque[Task] = deque()
         self._queued = 0  # live tasks in _queue (cancelled ones are skipped when popped)
         self._producers = 0  # threads blocked in submit() on a full queue
@@ -309,11 +311,14 @@ class WorkerPool(Dispatcher):
     def _flush(self) -> None:
         with self._lock:
             out, self._out = self._out, []
+            senders, self._senders = self._senders, []
+        for w in dict.fromkeys(senders):
+            w.write_pending()
+        for task, kind, fields in out:  # events first: a finished task's event precedes
+            if task is None:            # what its waiter does next
+                telemetry.emit(kind, **fields)
         for task, value, exc in out:
-            if task is None:  # a telemetry event: (None, kind, fields)
-                telemetry.emit(value, **exc)
-                continue
-            fut = task.future
+            fut = task.future if task is not None else None
             if fut is not None:
                 with contextlib.suppress(cf.InvalidStateError):
                     fut.set_result(value) if exc is None else fut.set_exception(exc)
@@ -325,7 +330,8 @@ class WorkerPool(Dispatcher):
         msg["id"] = task_id
         payload = _wire.pack(msg)
         task = Task(task_id, name, payload, self.task_timeout if timeout is None else timeout,
-                    fn_token=fn_token, fn_def=fn_def, session=session, kind=kind)
+                    size=len(payload), fn_token=fn_token, fn_def=fn_def, session=session,
+                    kind=kind)
         if _wire.is_shm_frame(payload):
             task.msg = msg  # a shared-memory frame is read once: keep what a retry re-packs
         if kind == "task":
@@ -505,7 +511,7 @@ class _Locked:
 
     def __exit__(self, *exc: Any) -> None:
         self.pool._lock.release()
-        if self.pool._out:
+        if self.pool._out or self.pool._senders:
             self.pool._flush()
 
 
@@ -524,18 +530,46 @@ def fn_name(fn: Any) -> str:
     return f"{module}.{name}" if module and module != "builtins" else name
 
 
+_BY_REFERENCE: dict[int, tuple[Any, bytes]] = {}  # id(fn) -> (fn, blob), importable fns only
+
+
 def dump_fn(fn: Any) -> bytes:
-    """Cloudpickle ``fn`` for a worker, or say clearly why it cannot travel."""
+    """Cloudpickle ``fn`` for a worker, or say clearly why it cannot travel.
+
+    A function defined in a notebook or a closure travels by value, pickled afresh at each
+    call (so it carries the current values of the globals it uses); an importable one is a
+    mere reference, pickled once.
+    """
+    hit = _BY_REFERENCE.get(id(fn))
+    if hit is not None and hit[0] is fn:
+        return hit[1]
     if not callable(fn):
         raise TypeError(f"{fn!r} is not callable; pass a function (or any callable) to run.")
     try:
-        return cloudpickle.dumps(fn, protocol=5)
+        blob = cloudpickle.dumps(fn, protocol=5)
     except Exception as exc:
         raise TypeError(
             f"The function {fn_name(fn)} cannot be sent to a worker: {type(exc).__name__}: "
             f"{exc}. It (or something it refers to) holds a lock, an open file or a "
             "connection; create such objects inside the function, or keep them in a "
             "session with session.store(name, factory).") from exc
+    if _by_reference(fn):
+        if len(_BY_REFERENCE) >= 512:
+            _BY_REFERENCE.clear()
+        _BY_REFERENCE[id(fn)] = (fn, blob)
+    return blob
+
+
+def _by_reference(fn: Any) -> bool:
+    """True if cloudpickle sends ``fn`` as an import path (no state of its own)."""
+    if isinstance(fn, types.BuiltinFunctionType):
+        return True
+    if not isinstance(fn, types.FunctionType):
+        return False
+    try:
+        return bool(cloudpickle.cloudpickle._should_pickle_by_reference(fn))
+    except Exception:  # a private helper of cloudpickle: be safe if it changes
+        return False
 
 
 def _rss_mb(pid: int | None) -> float | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import threading
 from typing import Any
 
@@ -41,11 +42,15 @@ _pools: dict[str, WorkerPool] = {}
 
 
 def get_pool(name: str = "general") -> WorkerPool:
-    """The pool called ``name``, created on first use (and again after a shutdown).
+    """The pool called ``name``, created on first use (and again after a shutdown). With the
+    Dask backend active (``dspex_lab.configure(backend="dask")``), its ``DaskPool`` instead.
 
     >>> get_pool().call(sum, [1, 2])
     3
     """
+    remote = _backend_pool(name)
+    if remote is not None:  # dspex_lab.configure(backend="dask"): the cluster runs the tasks
+        return remote
     with _lock:
         pool = _pools.get(name)
         if pool is not None and pool._state in ("new", "running"):
@@ -112,6 +117,13 @@ def shutdown_all(wait: bool = True) -> None:
     with _lock:
         _pools.clear()
     shutdown_live_pools(wait)
+
+
+def _backend_pool(name: str) -> Any:
+    """The Dask pool for ``name`` when that backend is active (it is only ever active once
+    ``dspex_lab.distributed`` was imported, so this costs nothing otherwise)."""
+    distributed = sys.modules.get("dspex_lab.distributed")
+    return None if distributed is None else distributed.backend_pool(name)
 
 
 def _check_options(name: str, options: Any) -> None:

@@ -124,6 +124,7 @@ class _Worker:
         self.current = 0  # id of the running task, 0 when idle
         self.session: str | None = None
         self.fns: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+        self.blobs: OrderedDict[bytes, Callable[..., Any]] = OrderedDict()
         self.store: dict[tuple[str, str], Any] = {}
         self.rss_at = 0.0
 
@@ -207,7 +208,14 @@ class _Worker:
             return lambda: self.drop(msg["sid"])
         if "fb" in msg:
             blob = msg["fb"]
-            return self.remember(msg["fk"], blob) if "fk" in msg else cloudpickle.loads(blob)
+            if "fk" in msg:
+                return self.remember(msg["fk"], blob)
+            fn = self.blobs.get(blob)  # the same bytes: the same function, globals included
+            if fn is None:
+                fn = self.blobs[blob] = cloudpickle.loads(blob)
+                if len(self.blobs) > FN_CACHE_SIZE:
+                    self.blobs.popitem(last=False)
+            return fn
         fn = self.fns.get(msg["fk"])
         if fn is None:
             raise PoolError(f"The worker does not know function token {msg['fk']}.")

@@ -98,16 +98,21 @@ def test_a_worker_killed_mid_batch_loses_no_rows(server, spec, pool):
 def test_an_interrupted_run_keeps_finished_rows_and_a_rerun_does_only_the_rest(server, spec,
                                                                              pool):
     server.configure(latency_ms=20)
-    df = questions(600, "interrupt")
-    threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT)).start()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
-                          concurrency=8, chunk_size=40)
+    n = 1200  # about 3 s at 8 calls in flight: the interrupt lands mid-run
+    df = questions(n, "interrupt")
+    timer = threading.Timer(0.8, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
+                              concurrency=8, chunk_size=40)
+    finally:
+        timer.cancel()
     assert any("interrupted" in str(w.message) for w in caught)
     assert first.attrs["usage"]["status"] == "interrupted"
     finished = int(first["error"].isna().sum())
-    assert 0 < finished < 600
+    assert 0 < finished < n
     assert first["error"].dropna().str.startswith("Interrupted").all()
     assert batch.last_run() is first
     requests_first = server.stats()["requests"]
@@ -115,5 +120,22 @@ def test_an_interrupted_run_keeps_finished_rows_and_a_rerun_does_only_the_rest(s
     second = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
                        concurrency=8)
     assert second["error"].isna().all()
-    assert server.stats()["requests"] - requests_first == 600 - finished
+    assert server.stats()["requests"] - requests_first == n - finished
     assert int(second["cached"].sum()) == finished
+
+
+def test_workers_record_and_replay_with_the_server_stopped(spec, pool, tmp_path):
+    log = tmp_path / "pool.lmlog"
+    df = questions(40, "replay")
+    with running_server() as own:
+        live_spec = LMSpec(EMBEDDED_MODEL, {"api_base": own.url, "api_key": "x"})
+        with batch.record(log):
+            live = batch.run("question -> answer", df, lm=live_spec, pool=pool, progress=False,
+                             cache=False)
+        assert own.stats()["requests"] == 40
+    with batch.replay(log):
+        again = batch.run("question -> answer", df, lm=live_spec, pool=pool, progress=False,
+                          cache=False)
+    assert again["error"].isna().all()
+    assert again["answer"].tolist() == live["answer"].tolist()
+    assert again.attrs["usage"]["total_tokens"] == live.attrs["usage"]["total_tokens"]

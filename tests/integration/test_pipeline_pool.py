@@ -120,3 +120,16 @@ def test_optimize_in_a_pool_then_demos_back(dspy_lm):
     better = p.with_dspy_state(compiled)
     assert better.step("answer").demo_count == 2
     assert better(question="What is 10 + 5?", lm=dspy_lm, cache=False).answer == "15"
+
+
+def test_a_map_over_many_items_goes_through_batch_run(dspy_lm):
+    p = Pipeline([map("questions", dspy_step("question -> answer: int"), name="each")])
+    questions = [f"What is {i} + 1?" for i in range(20)] + ["What is 1 + 1? [[fail:500]]"]
+    r = p(questions=questions, lm=dspy_lm, cache=False, continue_on_error=True)
+    assert r.answer == [i + 1 for i in range(20)] + [None]
+    each = r.step("each")
+    assert each.detail == "21 items, batched, 1 failed" and each.route == "pool"
+    assert len(each.children) == 21 and each.prompt_tokens > 0
+    assert "server had an error" in each.children[-1].error
+    with pytest.raises(PipelineError, match="failed for 1 of 21 items of map 'each'"):
+        p(questions=questions, lm=dspy_lm, cache=False)

@@ -220,3 +220,40 @@ def _alive(pid):
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_telemetry_reports_tasks_and_sessions(pool):
+    from dspex_lab import telemetry
+
+    seen = []
+    unsubscribe = telemetry.subscribe(seen.append)
+    try:
+        pool.call(echo, 1)
+        with pool.session() as s:
+            s.submit(echo, 2).result(timeout=10)
+    finally:
+        unsubscribe()
+    kinds = {e.kind for e in seen}
+    assert {"pool.task_queued", "pool.task_started", "pool.task_finished",
+            "pool.session_checkout", "pool.session_checkin"} <= kinds
+    done = [e.fields for e in seen if e.kind == "pool.task_finished"]
+    assert done[0]["pool"] == "test" and done[0]["error"] is None
+    assert done[0]["worker"] in live_pids(pool) and done[0]["duration_ms"] >= 0
+
+
+def test_named_pools_come_from_the_registry():
+    from dspex_lab.workers import configure_pools, get_pool, pool_status
+
+    configure_pools({"optimizer": {"preload": ()}})
+    opt = get_pool("optimizer")
+    try:
+        assert get_pool("optimizer") is opt and opt.size == 1
+        env = opt.call(lambda: dict(os.environ))
+        assert env["OMP_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
+        assert [s["alive"] for s in pool_status() if s["name"] == "optimizer"] == [1]
+        zygote = opt.status()["zygote_pid"]
+    finally:
+        opt.shutdown()
+        configure_pools({"optimizer": {"preload": ("dspy",)}})
+    assert not psutil.pid_exists(zygote) or psutil.Process(zygote).status() == "zombie"
+    assert get_pool("optimizer") is not opt  # a fresh pool after a shutdown

@@ -140,22 +140,25 @@ busy = pool.submit(time.sleep, 120)
 time.sleep(0.3)
 status = pool.status()
 print(json.dumps([status["zygote_pid"], *[w["pid"] for w in status["workers"]]]), flush=True)
-if sys.argv[1] == "exit":
-    sys.exit(0)
-time.sleep(120)
+sys.stdin.readline()  # the test checks the processes, then lets us exit or kills us
+sys.exit(0)
 """
 
 
 @pytest.mark.parametrize("how", ["sigkill", "exit"])
 def test_no_worker_outlives_its_kernel(how):
-    child = subprocess.Popen([sys.executable, "-c", CHILD, how], stdout=subprocess.PIPE,
-                             text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": ROOT})
     try:
         pids = json.loads(child.stdout.readline())
         assert len(pids) == 3 and all(_not_zombie(p) for p in pids)
         if how == "sigkill":
             child.kill()
-        child.wait(timeout=20)
+        else:
+            child.stdin.write("exit\n")
+            child.stdin.flush()
+        assert child.wait(timeout=20) == (-9 if how == "sigkill" else 0)
         deadline = time.monotonic() + 5
         while any(_not_zombie(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -1,0 +1,176 @@
+"""``DashboardStats``: telemetry events folded into the numbers the dashboard plots.
+
+Pure (no threads, no widgets, no plotly), so the math is testable on its own. What counts as
+one call: every ``lm.call`` event, and every ``call`` event except an uncached ``native``
+one (an inline kernel run, whose LM call already emits its own ``lm.call``). Per call it keeps
+the latency (the last ``max_latencies``), the route (``native``, ``pool``... or ``kernel``
+for an LM called directly), tokens, cost and, for a failed call, the cause
+(``triage.classify_error``). Time series are per-second buckets relative to the first event,
+trimmed to the last ``window_s`` seconds. Pool workers come from ``pool_status()`` snapshots.
+
+    >>> stats = DashboardStats()
+    >>> stats.add(Event("lm.call", 100.2, {"latency_ms": 40.0, "prompt_tokens": 10,
+    ...                                    "completion_tokens": 5, "cost": 0.001}))
+    True
+    >>> stats.totals()["calls"], stats.totals()["tokens"]
+    (1, 15)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from dspex_lab.telemetry import Event
+from dspex_lab.widgets.triage import classify_error
+
+__all__ = ["DashboardStats"]
+
+_BUCKET_FIELDS = 4  # calls, errors, tokens, cost
+
+
+class DashboardStats:
+    """Counters, a latency sample, per-second buckets and worker rows; see the module
+    docstring."""
+
+    def __init__(self, *, window_s: int = 300, max_latencies: int = 5000,
+                 latency_bins: int = 30) -> None:
+        self.window_s = window_s
+        self.latency_bins = latency_bins
+        self.calls = self.errors = self.cached = 0
+        self.prompt_tokens = self.completion_tokens = 0
+        self.cost = 0.0
+        self.latencies: deque[float] = deque(maxlen=max_latencies)
+        self.routes: Counter[str] = Counter()
+        self.causes: Counter[str] = Counter()
+        self.worker_events: Counter[str] = Counter()
+        self.workers: list[dict[str, Any]] = []
+        self.t0: float | None = None
+        self._buckets: dict[int, list[float]] = {}
+        self._dropped = [0.0, 0.0]  # tokens and cost of the buckets trimmed away
+
+    # -- folding events --------------------------------------------------------------------------
+    def add(self, event: Event) -> bool:
+        """Fold one event in; True when it changed something the dashboard shows."""
+        kind, f = event.kind, event.fields
+        if kind.startswith("pool.worker_"):
+            self.worker_events[kind.removeprefix("pool.worker_")] += 1
+            return True
+        if kind == "call" and f.get("route") == "native" and not f.get("cached"):
+            return False
+        if kind not in ("lm.call", "call"):
+            return False
+        self._call(event.ts, f)
+        return True
+
+    def add_many(self, events: Iterable[Event]) -> bool:
+        changed = False
+        for event in events:
+            changed = self.add(event) or changed
+        return changed
+
+    def _call(self, ts: float, f: dict[str, Any]) -> None:
+        if self.t0 is None:
+            self.t0 = ts
+        latency = _number(f.get("latency_ms"))
+        prompt = int(_number(f.get("prompt_tokens")) or 0)
+        completion = int(_number(f.get("completion_tokens")) or 0)
+        cost = _number(f.get("cost")) or 0.0
+        error = f.get("error")
+        self.calls += 1
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.cost += cost
+        self.cached += bool(f.get("cached"))
+        self.routes[str(f.get("route") or "kernel")] += 1
+        if latency is not None and not f.get("cached"):
+            self.latencies.append(latency)
+        cause = classify_error(error)
+        if cause is not None:
+            self.errors += 1
+            self.causes[cause] += 1
+        bucket = self._buckets.setdefault(int(ts - self.t0), [0.0] * _BUCKET_FIELDS)
+        bucket[0] += 1
+        bucket[1] += cause is not None
+        bucket[2] += prompt + completion
+        bucket[3] += cost
+        self._trim()
+
+    def _trim(self) -> None:
+        if len(self._buckets) <= self.window_s:
+            return
+        newest = max(self._buckets)
+        for second in [s for s in self._buckets if s <= newest - self.window_s]:
+            old = self._buckets.pop(second)
+            self._dropped[0] += old[2]
+            self._dropped[1] += old[3]
+
+    def set_workers(self, pools: Iterable[dict[str, Any]]) -> bool:
+        """Take a ``pool_status()`` snapshot; True when the worker rows changed."""
+        rows = [{"worker": f"{p.get('name')}/{w.get('pid')}", "pool": p.get("name"),
+                 "state": w.get("state"), "tasks": int(w.get("tasks") or 0),
+                 "rss_mb": w.get("rss_mb")}
+                for p in pools for w in (p.get("workers") or [])]
+        changed = [(r["worker"], r["state"], r["tasks"]) for r in rows] != [
+            (r["worker"], r["state"], r["tasks"]) for r in self.workers]
+        self.workers = rows
+        return changed
+
+    # -- views -----------------------------------------------------------------------------------
+    def totals(self) -> dict[str, Any]:
+        """calls, errors, cached, tokens, cost, p50/p95 latency (ms), calls/s (last 10 s)."""
+        p50, p95 = self.percentiles()
+        return {"calls": self.calls, "errors": self.errors, "cached": self.cached,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "tokens": self.prompt_tokens + self.completion_tokens, "cost": self.cost,
+                "p50_ms": p50, "p95_ms": p95, "calls_per_s": self.recent_rate()}
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        if not self.latencies:
+            return None, None
+        p50, p95 = np.percentile(np.fromiter(self.latencies, float), [50, 95])
+        return float(p50), float(p95)
+
+    def recent_rate(self, seconds: int = 10) -> float:
+        """Calls per second over the last ``seconds`` seconds that have calls."""
+        if not self._buckets:
+            return 0.0
+        newest = max(self._buckets)
+        first = max(min(self._buckets), newest - seconds + 1)
+        calls = sum(b[0] for s, b in self._buckets.items() if s >= first)
+        return calls / (newest - first + 1)
+
+    def latency_histogram(self) -> tuple[list[float], list[int], float]:
+        """Bin centres (ms), counts, and the bin width."""
+        if not self.latencies:
+            return [], [], 0.0
+        values = np.fromiter(self.latencies, float)
+        counts, edges = np.histogram(values, bins=self.latency_bins)
+        centres = (edges[:-1] + edges[1:]) / 2
+        return centres.tolist(), counts.tolist(), float(edges[1] - edges[0])
+
+    def series(self) -> dict[str, list[float]]:
+        """Per-second series (every second from the oldest kept to the newest): ``t`` (s
+        since the first call), ``calls``, ``errors``, and the running ``tokens`` and ``cost``."""
+        if not self._buckets:
+            return {"t": [], "calls": [], "errors": [], "tokens": [], "cost": []}
+        seconds = range(min(self._buckets), max(self._buckets) + 1)
+        empty = [0.0] * _BUCKET_FIELDS
+        rows = np.array([self._buckets.get(s, empty) for s in seconds])
+        return {"t": list(map(float, seconds)), "calls": rows[:, 0].tolist(),
+                "errors": rows[:, 1].tolist(),
+                "tokens": (self._dropped[0] + np.cumsum(rows[:, 2])).tolist(),
+                "cost": (self._dropped[1] + np.cumsum(rows[:, 3])).tolist()}
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

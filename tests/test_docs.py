@@ -1,0 +1,274 @@
+"""The documentation site: it builds offline with ``mkdocs build --strict`` (warnings are
+errors), every public function and class has a docstring and a place in the API reference,
+and tutorial notebooks are rendered as saved, never executed.
+
+The site build runs once per session in a subprocess (about 20 s of CPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = ROOT / "docs" / "_hooks"
+
+# Packages and modules whose public names must be documented, besides the modules listed in
+# ``dspex_lab.__all__``. Names come from ``__all__``, else every public function and class
+# defined in the module.
+PUBLIC_MODULES = (
+    "dspex_lab", "dspex_lab.settings", "dspex_lab.config", "dspex_lab.calls",
+    "dspex_lab.programs", "dspex_lab.signatures", "dspex_lab.lm", "dspex_lab.lm_server",
+    "dspex_lab.router", "dspex_lab.workers", "dspex_lab.workers.protocol", "dspex_lab.exchange",
+    "dspex_lab.distributed", "dspex_lab.batch", "dspex_lab.evaluate", "dspex_lab.optimize",
+    "dspex_lab.persistence", "dspex_lab.native", "dspex_lab.pipeline", "dspex_lab.telemetry",
+    "dspex_lab.magics", "dspex_lab.display", "dspex_lab.widgets", "dspex_lab.labext",
+    "dspex_lab.testing", "dspex_lab.errors",
+)
+
+
+def build(config: Path, site: Path, env: dict[str, str] | None = None) -> None:
+    """``mkdocs build --strict`` in a subprocess; fails the test with mkdocs' own output."""
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+           "-f", str(config), "-d", str(site)]
+    environ = {**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, text=True,
+                          timeout=300)
+    if "No module named mkdocs" in proc.stderr:
+        pytest.fail("The documentation tools are missing: pip install -e '.[dev]' (make test "
+                    "does it) to get mkdocs-material, mkdocstrings[python] and mkdocs-jupyter.")
+    assert proc.returncode == 0, (
+        f"`{' '.join(cmd[2:])}` failed (warnings are errors):\n{proc.stdout}\n{proc.stderr}")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    build(ROOT / "mkdocs.yml", out)
+    return out
+
+
+def inventory(site: Path) -> set[str]:
+    """Every identifier in the site's ``objects.inv`` (public and canonical paths)."""
+    data = (site / "objects.inv").read_bytes()
+    for _ in range(4):  # four header lines, then zlib
+        data = data.split(b"\n", 1)[1]
+    return {line.split(" ", 1)[0] for line in zlib.decompress(data).decode().splitlines()}
+
+
+def public_names(module: types.ModuleType) -> list[str]:
+    names = getattr(module, "__all__", None)
+    if names is not None:
+        return [n for n in names if not n.startswith("__")]
+    return [n for n, obj in vars(module).items()
+            if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and obj.__module__ == module.__name__]
+
+
+def documented_object(module: types.ModuleType, name: str) -> tuple[str, object] | None:
+    """``(identifier, object)`` for a public function, class or module; None for values.
+
+    A module that is also callable under its own name (``dspex_lab.evaluate``) stands for
+    the function it is named after."""
+    obj = getattr(module, name)
+    if isinstance(obj, types.ModuleType):
+        inner = getattr(obj, name, None)
+        if not (inspect.isfunction(inner) or inspect.isclass(inner)):
+            return obj.__name__, obj
+        obj = inner
+    if inspect.isfunction(obj) or inspect.isclass(obj):
+        return f"{obj.__module__}.{obj.__qualname__}", obj
+    return None
+
+
+def all_public() -> dict[str, tuple[str, object]]:
+    """``"module.name"`` -> ``(identifier, object)`` for every public function, class, module."""
+    import dspex_lab
+
+    modules = list(PUBLIC_MODULES)
+    modules += [m.__name__ for n in dspex_lab.__all__
+                if isinstance(m := getattr(dspex_lab, n), types.ModuleType)]
+    found: dict[str, tuple[str, object]] = {}
+    for module_name in dict.fromkeys(modules):
+        module = importlib.import_module(module_name)
+        for name in public_names(module):
+            target = documented_object(module, name)
+            if target is not None:
+                found[f"{module_name}.{name}"] = target
+    return found
+
+
+# -- the site ----------------------------------------------------------------------------------
+
+def test_site_builds_with_every_page(site: Path) -> None:
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+
+    def pages(nav: list) -> list[str]:
+        out: list[str] = []
+        for entry in nav:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            out += pages(value) if isinstance(value, list) else [value]
+        return out
+
+    missing = [p for p in pages(config["nav"])
+               if not (site / p.removesuffix(".md").removesuffix("index")
+                       / "index.html").exists()]
+    assert not missing, f"nav pages not built: {missing}"
+    assert (site / "search" / "search_index.json").exists()
+
+
+def test_every_public_function_and_class_has_a_docstring_and_a_reference_entry(
+        site: Path) -> None:
+    known = inventory(site)
+    undocumented, unreferenced = [], []
+    for public, (ident, obj) in sorted(all_public().items()):
+        if (not inspect.isclass(obj) and not (inspect.getdoc(obj) or "").strip()) or (inspect.isclass(obj) and not (obj.__doc__ or "").strip()):
+            undocumented.append(public)
+        if ident not in known:
+            unreferenced.append(f"{public} ({ident})")
+    assert not undocumented, f"public names without a docstring: {undocumented}"
+    assert not unreferenced, (
+        "public names missing from the API reference; add `::: <module>` to a page under "
+        f"docs/reference/ (and the page to mkdocs.yml's nav): {unreferenced}")
+
+
+def test_the_api_table_lists_every_export(site: Path) -> None:
+    import dspex_lab
+
+    page = (site / "reference" / "index.html").read_text()
+    missing = [n for n in dspex_lab.__all__ if f"<code>{n}</code>" not in page]
+    assert not missing, f"names of dspex_lab.__all__ missing from reference/index: {missing}"
+
+
+def test_the_site_loads_nothing_from_the_network(site: Path) -> None:
+    remote = re.compile(
+        r"<(script|img|iframe)[^>]*\bsrc=[\"']https?://|"
+        r"<link[^>]*\bhref=[\"']https?://|"
+        r"url\([\"']?https?://|@import\s+[\"']https?://", re.I)
+    found = []
+    for path in site.rglob("*"):
+        if path.suffix in (".html", ".css") and remote.search(path.read_text(errors="ignore")):
+            found.append(str(path.relative_to(site)))
+    assert not found, f"pages or stylesheets that fetch from the network: {found}"
+
+
+# -- tutorials: a small build of the same tutorial configuration -------------------------------
+
+def tutorial_build(tmp_path: Path, notebooks: Path) -> Path:
+    """Build a site of the home page and the Tutorials section only, with the real hooks and
+    the real mkdocs-jupyter settings, over ``notebooks``."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    docs = tmp_path / "docs"
+    (docs / "tutorials").mkdir(parents=True)
+    (docs / "index.md").write_text("# Home\n")
+    (docs / "tutorials" / "index.md").write_text(
+        (ROOT / "docs" / "tutorials" / "index.md").read_text())
+    jupyter = next(p for p in config["plugins"] if isinstance(p, dict) and "mkdocs-jupyter" in p)
+    tutorials = next(e for e in config["nav"] if isinstance(e, dict) and "Tutorials" in e)
+    mini = {
+        "site_name": "t", "docs_dir": str(docs), "strict": True,
+        "theme": {"name": "material", "font": False},
+        "hooks": [str(HOOKS / "dspex_docs.py")],
+        "plugins": [jupyter],
+        "markdown_extensions": config["markdown_extensions"],
+        "nav": [{"Home": "index.md"}, {"Tutorials": ["tutorials/index.md"]}],
+    }
+    assert tutorials["Tutorials"][0] == "tutorials/index.md"
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(mini))
+    site = tmp_path / "site"
+    build(tmp_path / "mkdocs.yml", site, env={"DSPEX_DOCS_NOTEBOOKS": str(notebooks)})
+    return site
+
+
+def notebook(path: Path, title: str, output: str) -> None:
+    """A notebook whose code would fail if run; its saved output says ``output``."""
+    path.write_text(json.dumps({
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                    "language": "python"}},
+        "cells": [
+            {"cell_type": "markdown", "id": "a", "metadata": {}, "source": [f"# {title}\n"]},
+            {"cell_type": "code", "id": "b", "metadata": {}, "execution_count": 1,
+             "source": ["raise SystemExit('this notebook was executed')"],
+             "outputs": [{"output_type": "stream", "name": "stdout", "text": [output]}]},
+        ],
+    }))
+
+
+def test_tutorial_notebooks_are_rendered_as_saved_and_listed(tmp_path: Path) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    notebook(notebooks / "01_first_steps.ipynb", "First steps", "saved output 42")
+    notebook(notebooks / "02_batch.ipynb", "Batch runs", "saved output 43")
+    site = tutorial_build(tmp_path / "build", notebooks)
+
+    first = (site / "tutorials" / "01_first_steps" / "index.html").read_text()
+    assert "saved output 42" in first  # the saved output, not a traceback of running it
+    assert "Traceback" not in first
+    index = (site / "tutorials" / "index.html").read_text()
+    assert "First steps" in index and "Batch runs" in index
+    assert index.index("First steps") < index.index("Batch runs")
+    assert (site / "tutorials" / "01_first_steps" / "01_first_steps.ipynb").exists()
+
+
+def test_no_tutorial_notebook_still_builds(tmp_path: Path) -> None:
+    empty = tmp_path / "notebooks"
+    empty.mkdir()
+    site = tutorial_build(tmp_path / "build", empty)
+    assert "No tutorial notebook yet" in (site / "tutorials" / "index.html").read_text()
+
+
+# -- the docstring converter (docs/_hooks/griffe_markdown.py) ----------------------------------
+
+@pytest.fixture(scope="module")
+def to_markdown():
+    sys.path.insert(0, str(HOOKS))
+    try:
+        yield importlib.import_module("griffe_markdown").to_markdown
+    finally:
+        sys.path.remove(str(HOOKS))
+
+
+def test_doctest_lines_become_a_pycon_fence(to_markdown) -> None:
+    text = "Add two numbers.\n>>> 1 + 1\n2\n\nDone."
+    assert to_markdown(text) == "Add two numbers.\n\n```pycon\n>>> 1 + 1\n2\n```\n\nDone.\n"
+
+
+def test_literal_block_and_simple_table_become_text_fences(to_markdown) -> None:
+    text = inspect.cleandoc("""
+        The tree::
+
+            Base
+            └── Child
+
+        =====  =====
+        a      b
+        =====  =====
+        1      2
+        =====  =====
+        """)
+    out = to_markdown(text)
+    assert out.startswith("The tree:\n\n```text\nBase\n└── Child\n```\n")
+    assert "```text\n=====  =====\na      b\n=====  =====\n1      2\n=====  =====\n```" in out
+
+
+def test_a_fence_inside_a_list_item_keeps_the_item_indent(to_markdown) -> None:
+    text = "- one input::\n\n      %%dspex q -> a\n      What?\n\nAfter."
+    assert to_markdown(text) == (
+        "- one input:\n\n  ```text\n  %%dspex q -> a\n  What?\n  ```\n\nAfter.\n")
+
+
+def test_first_paragraph_is_joined_and_fences_are_left_alone(to_markdown) -> None:
+    text = "A summary that\nwraps.\n\n```python\n>>> not touched\n```"
+    assert to_markdown(text) == "A summary that wraps.\n\n```python\n>>> not touched\n```\n"

@@ -18,6 +18,7 @@ from typing import Any
 
 from dspex_lab import telemetry
 from dspex_lab.cache import cache_key, get_cache
+from dspex_lab.errors import LMError
 from dspex_lab.programs import Program, as_program
 from dspex_lab.router import get_router, register
 from dspex_lab.runtime import run_program
@@ -63,7 +64,7 @@ def _native_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: 
         if hit is not None:
             return {**hit, "cached": True, "latency_ms": 0.0}
     if inline:
-        return run_program(program, inputs, lm, adapter=adapter, temperature=temperature)
+        return _run_translating_lm_errors(program, inputs, lm, adapter, temperature)
     raise NotImplementedError("not in the cache")
 
 
@@ -71,7 +72,24 @@ def _pool_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: st
                temperature: float | None = None, cache: bool = True, inline: bool = False
                ) -> dict[str, Any]:
     """Pool route: runs in a worker process."""
-    return run_program(program, inputs, lm, adapter=adapter, temperature=temperature)
+    return _run_translating_lm_errors(program, inputs, lm, adapter, temperature)
+
+
+def _run_translating_lm_errors(program: Program, inputs: dict[str, Any], lm: Any,
+                               adapter: str | None, temperature: float | None) -> dict[str, Any]:
+    """``run_program``, with the LM client's own exceptions turned into ``LMError``."""
+    try:
+        return run_program(program, inputs, lm, adapter=adapter, temperature=temperature)
+    except Exception as exc:
+        origin = type(exc).__module__ or ""
+        if not (origin.startswith(("dspy.utils.exceptions", "litellm", "openai", "httpx"))):
+            raise
+        status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+        status = status if isinstance(status, int) else None
+        raise LMError(
+            f"The LM call to {getattr(lm, 'model', lm)} failed: {exc}",
+            status=status, retryable=status in (408, 409, 429, 500, 502, 503, 504),
+        ) from exc
 
 
 for _op in ("predict", "chain_of_thought", "react"):

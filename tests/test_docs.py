@@ -8,6 +8,7 @@ The site build runs once per session in a subprocess (about 20 s of CPU).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -52,6 +53,14 @@ def build(config: Path, site: Path, env: dict[str, str] | None = None) -> None:
         f"`{' '.join(cmd[2:])}` failed (warnings are errors):\n{proc.stdout}\n{proc.stderr}")
 
 
+def load_hooks() -> types.ModuleType:
+    """A fresh import of the MkDocs hooks module (``docs/_hooks/dspex_docs.py``)."""
+    spec = importlib.util.spec_from_file_location("dspex_docs_hooks", HOOKS / "dspex_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
@@ -90,6 +99,14 @@ def documented_object(module: types.ModuleType, name: str) -> tuple[str, object]
     if inspect.isfunction(obj) or inspect.isclass(obj):
         return f"{obj.__module__}.{obj.__qualname__}", obj
     return None
+
+
+def own_docstring(obj: object) -> str:
+    """The object's own docstring: not a base class's, not a dataclass's generated one."""
+    if isinstance(obj, types.ModuleType) or not inspect.isclass(obj):
+        return (inspect.getdoc(obj) or "").strip()
+    doc = (obj.__doc__ or "").strip()
+    return "" if doc.startswith(f"{obj.__name__}(") else doc
 
 
 def all_public() -> dict[str, tuple[str, object]]:
@@ -133,7 +150,7 @@ def test_every_public_function_and_class_has_a_docstring_and_a_reference_entry(
     known = inventory(site)
     undocumented, unreferenced = [], []
     for public, (ident, obj) in sorted(all_public().items()):
-        if (not inspect.isclass(obj) and not (inspect.getdoc(obj) or "").strip()) or (inspect.isclass(obj) and not (obj.__doc__ or "").strip()):
+        if not own_docstring(obj):
             undocumented.append(public)
         if ident not in known:
             unreferenced.append(f"{public} ({ident})")
@@ -222,22 +239,25 @@ def test_tutorial_notebooks_are_rendered_as_saved_and_listed(tmp_path: Path) -> 
     assert (site / "tutorials" / "01_first_steps" / "01_first_steps.ipynb").exists()
 
 
-def test_no_tutorial_notebook_still_builds(tmp_path: Path) -> None:
-    empty = tmp_path / "notebooks"
-    empty.mkdir()
-    site = tutorial_build(tmp_path / "build", empty)
-    assert "No tutorial notebook yet" in (site / "tutorials" / "index.html").read_text()
+def test_no_tutorial_notebook_leaves_the_nav_and_files_alone(tmp_path: Path, monkeypatch
+                                                               ) -> None:
+    hooks = load_hooks()
+    monkeypatch.setattr(hooks, "NOTEBOOKS", tmp_path / "absent")
+    config = types.SimpleNamespace(nav=[{"Tutorials": ["tutorials/index.md"]}])
+    assert hooks.on_config(config).nav == [{"Tutorials": ["tutorials/index.md"]}]
+    files = ["a file"]
+    assert hooks.on_files(files, config) == ["a file"]
+    assert "No tutorial notebook yet" in hooks.tutorials_list()
 
 
 # -- the docstring converter (docs/_hooks/griffe_markdown.py) ----------------------------------
 
 @pytest.fixture(scope="module")
 def to_markdown():
-    sys.path.insert(0, str(HOOKS))
-    try:
-        yield importlib.import_module("griffe_markdown").to_markdown
-    finally:
-        sys.path.remove(str(HOOKS))
+    spec = importlib.util.spec_from_file_location("griffe_markdown", HOOKS / "griffe_markdown.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.to_markdown
 
 
 def test_doctest_lines_become_a_pycon_fence(to_markdown) -> None:

@@ -8,8 +8,9 @@
    ``dspex_lab.__all__``: one row per name, linked to where its docstring is rendered. A name
    whose module has no reference page is an unresolved cross-reference, which fails a
    ``--strict`` build: add the module to a page under ``docs/reference/``.
-3. Offline pages: ``<script src="http...">`` tags that nbconvert adds to notebook pages
-   (MathJax, RequireJS from a CDN) are dropped, so the site loads nothing from the network.
+3. Offline pages: ``<script src="http...">`` (and empty ``src=""``) tags that nbconvert adds
+   to notebook pages (MathJax, RequireJS) are dropped, so the site loads nothing from the
+   network; LaTeX in notebooks shows as source.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ NOTEBOOKS = Path(os.environ.get("DSPEX_DOCS_NOTEBOOKS")
 TUTORIALS_DIR = "tutorials"
 TUTORIALS_MARKER = "<!-- tutorials -->"
 EXPORTS_MARKER = "<!-- exports -->"
-_REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>", re.I)
+_REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc=[\"'](https?://[^\"']*)?[\"'][^>]*>\s*</script>",
+                            re.I)
 
 
 # -- tutorials ---------------------------------------------------------------------------------
@@ -114,7 +116,9 @@ def tutorials_list() -> str:
     if not found:
         return ("!!! note \"No tutorial notebook yet\"\n"
                 "    Notebooks saved in `notebooks/` appear here on the next build.\n")
-    return "\n".join(f"1. [{notebook_title(p)}]({p.name}) — `notebooks/{p.name}`"
+    # mkdocs-jupyter copies each notebook next to its page (include_source)
+    return "\n".join(f"1. [{notebook_title(p)}]({p.name}) — `notebooks/{p.name}` "
+                     f'(<a href="{p.stem}/{p.name}" download>download</a>)'
                      for p in found) + "\n"
 
 
@@ -170,5 +174,5 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
 # -- offline -----------------------------------------------------------------------------------
 
 def on_post_page(output: str, page: Any, config: Any) -> str:
-    """Drop remote ``<script src=...>`` tags (nbconvert's MathJax/RequireJS CDN links)."""
+    """Drop remote or empty ``<script src=...>`` tags (nbconvert's MathJax/RequireJS)."""
     return _REMOTE_SCRIPT.sub("", output)

@@ -139,7 +139,20 @@ def to_markdown(text: str) -> str:
             continue
         out.append(line)
         i += 1
-    return "\n".join(out).rstrip() + "\n" if out else ""
+    return _squeeze_blank_lines(out)
+
+
+def _squeeze_blank_lines(lines: list[str]) -> str:
+    """One blank line at most between blocks (fenced blocks are kept as they are)."""
+    kept: list[str] = []
+    in_fence = False
+    for line in lines:
+        if line.strip().startswith("```"):
+            in_fence = not in_fence
+        if not in_fence and not line.strip() and (not kept or not kept[-1].strip()):
+            continue
+        kept.append(line)
+    return "\n".join(kept).rstrip() + "\n" if kept else ""
 
 
 class DocstringsToMarkdown(Extension):

@@ -13,6 +13,9 @@ conventions ``gen_ai.request.model`` and ``gen_ai.usage.input_tokens/output_toke
     >>> provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     >>> stop = export_to_otel(provider)      # from now on, every call is a span
     >>> stop()                               # unsubscribe
+
+Spans are created in the thread that emits the event: give the provider a
+``BatchSpanProcessor`` (not ``SimpleSpanProcessor``) so that exporting never slows a call.
 """
 
 from __future__ import annotations

@@ -17,12 +17,13 @@ signature, or the name of a notebook variable holding a program (a ``Pipeline``,
 from __future__ import annotations
 
 import html
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as w
 
-from dspex_lab.widgets._ui import Ticker, error_html, table_html, user_namespace
+from dspex_lab.widgets._ui import Ticker, error_html, icon_button, table_html, user_namespace
 from dspex_lab.widgets.batch_job import BatchJob
 
 __all__ = ["BatchRunner"]
@@ -46,6 +47,7 @@ class BatchRunner(w.VBox):
         self.job: BatchJob | None = None
         self._ticker: Ticker | None = None
         self._seen = -1
+        self._refreshing = threading.Lock()  # the ticker and the kernel both refresh
         self.data_picker = w.Dropdown(options=self._frames(), description="data")
         self.program_box = w.Combobox(
             value="" if program is None or not isinstance(program, str) else program,
@@ -63,7 +65,9 @@ class BatchRunner(w.VBox):
         self.status = w.HTML()
         self.table = w.HTML()
         self.extra = w.VBox()
-        pickers = [self.program_box, self.module_picker]
+        pickers = [self.program_box, self.module_picker,
+                   icon_button("refresh", "Re-read the notebook's DataFrames and programs",
+                               self.refresh_choices)]
         if data is None:
             pickers.insert(0, self.data_picker)
         if program is not None and not isinstance(program, str):
@@ -131,10 +135,13 @@ class BatchRunner(w.VBox):
     # -- rendering (called by the ticker, at a bounded rate) -------------------------------------
     def refresh(self) -> None:
         """Push the job's state to the bar, the status line and the live table."""
-        job = self.job
-        if job is None or job.version == self._seen:
-            return
-        self._seen = job.version
+        with self._refreshing:
+            job = self.job
+            if job is not None and job.version != self._seen:
+                self._seen = job.version
+                self._show(job)
+
+    def _show(self, job: BatchJob) -> None:
         self.progress.max = max(1, job.total)
         self.progress.value = min(job.done_rows, self.progress.max)
         self.progress.description = f"{job.done_rows:,} / {job.total:,}"
@@ -156,7 +163,7 @@ class BatchRunner(w.VBox):
     def _finished(self) -> None:
         self.run_button.disabled, self.cancel_button.disabled = False, True
         if self._ticker is not None:
-            self._ticker.stop()
+            self._ticker.stop(timeout=0)  # no join: the ticker may be waiting for our lock
         if self.result is not None and "error" in self.result and \
                 self.result["error"].notna().any() and not self.extra.children:
             button = w.Button(description="Triage failures", icon="search")
@@ -169,6 +176,11 @@ class BatchRunner(w.VBox):
         super().close()
 
     # -- choices ---------------------------------------------------------------------------------
+    def refresh_choices(self) -> None:
+        """Re-read the notebook's DataFrames and programs (defined after the runner)."""
+        self.data_picker.options = self._frames()
+        self.program_box.options = self._programs()
+
     def _frames(self) -> list[str]:
         import pandas as pd
 

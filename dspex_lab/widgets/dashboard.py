@@ -51,6 +51,7 @@ class TelemetryDashboard(w.VBox):
         self.header = w.HTML()
         self.pools = pools
         self.updates = 0  # figure refreshes sent so far
+        self.busy_s = 0.0  # CPU time spent folding and redrawing (thread time)
         self._queue: deque[telemetry.Event] = deque()
         self._lock = threading.Lock()
         self._pools_at = 0.0
@@ -66,6 +67,7 @@ class TelemetryDashboard(w.VBox):
         """Fold the queued events in and redraw if anything changed (the thread calls this
         every ``interval``; call it yourself to refresh now). True when it redrew."""
         with self._lock:
+            started = time.thread_time()
             events = []
             while self._queue:
                 events.append(self._queue.popleft())
@@ -78,6 +80,7 @@ class TelemetryDashboard(w.VBox):
                 update_figure(self.figure, self.stats)
                 self.header.value = _header(self.stats)
                 self.updates += 1
+            self.busy_s += time.thread_time() - started
         return changed
 
     @property

@@ -1,33 +1,27 @@
 """The dispatcher: what a ``WorkerPool``'s own thread does.
 
-One thread per pool polls the worker sockets, the zygote's socket and a wake pipe. Under the
-pool lock it reads replies, hands queued tasks to idle workers, spawns and retires workers,
-and enforces deadlines (task timeouts, cancel grace, health pings). Futures are set and
-telemetry emitted *after* the lock is released (``WorkerPool._flush``): a done callback or a
-telemetry subscriber may call back into the pool.
+One thread per pool polls the worker sockets, the zygote's socket and a wake pipe. It reads
+and decodes what arrived without the lock (it is the only reader), then, under the pool lock,
+settles tasks, handles dead workers (retry, or ``WorkerCrashed`` with the exit status), hands
+queued tasks to idle workers and enforces deadlines: task timeouts, the cancel grace period,
+health pings. Futures are set and telemetry emitted once the lock is released.
 
-Methods prefixed ``_`` run with the pool lock held unless they say otherwise.
+Methods run with the pool lock held unless they say otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import math
-import mmap
 import os
-import select
 import signal
-import threading
 import time
-from multiprocessing.connection import Pipe
 from typing import TYPE_CHECKING, Any
 
-from dspex_lab.errors import PoolError, TaskCancelled, TaskTimeout, WorkerCrashed
+from dspex_lab.errors import TaskCancelled, TaskTimeout, WorkerCrashed
 from dspex_lab.workers import worker as _wire
 from dspex_lab.workers._task import Task, WorkerHandle, describe_exit, likely_causes
-from dspex_lab.workers._zygote import Zygote
 
 if TYPE_CHECKING:
     from dspex_lab.workers.pool import WorkerPool
@@ -36,62 +30,14 @@ __all__ = ["Dispatcher"]
 
 log = logging.getLogger("dspex_lab.workers")
 
-_FN_CACHE = _wire.FN_CACHE_SIZE // 2  # the kernel assumes a worker remembers fewer than it does
 _EXIT_CODE_WAIT = 0.5  # seconds to wait for a dead worker's exit status before reporting
 _START_FAILURES = 3  # workers dying before they are ready, in a row, break the pool
 _START_TIMEOUT = 60.0  # a worker not ready this long after its zygote is, is replaced
-_PING_TIMEOUT = 10.0
-_PREFETCH_MS = 2.0  # tasks shorter than this on average are sent ahead (see _prefetch_depth)
-_MAX_AHEAD = 32  # at most this many tasks wait in a worker's socket
-_PREFETCH_BYTES = 64 * 1024  # ...and at most this many bytes (the buffer holds ~200 KB)
-_EXIT_MSG = _wire.pack({"op": "exit"})
+_PING_TIMEOUT = 10.0  # at most; never more than one health interval (at least 1 s)
 
 
 class Dispatcher:
-    """Mixin of ``WorkerPool``: the dispatcher thread and the state changes it makes."""
-
-    # -- outbox: run after the lock is released ------------------------------------------------
-
-    def _settle(self: WorkerPool, task: Task, value: Any = None,
-                exc: BaseException | None = None) -> None:
-        task.payload, task.msg, task.fn_def = b"", None, None  # futures may live long
-        self._out.append((task, value, exc))
-
-    def _event(self: WorkerPool, kind: str, **fields: Any) -> None:
-        fields["pool"] = self.name
-        self._out.append((None, kind, fields))
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def _check_usable(self: WorkerPool) -> None:
-        if os.getpid() != self._pid:
-            raise PoolError(f"Pool {self.name!r} belongs to process {self._pid}; a forked "
-                            "process cannot use it. Create a new pool in this process.")
-        if self._state == "broken":
-            raise PoolError(f"Pool {self.name!r} is broken: {self._broken} Create a new pool "
-                            "(get_pool() does this for you).")
-        if self._state in ("closing", "closed"):
-            raise PoolError(f"Pool {self.name!r} is shut down; create a new one "
-                            "(get_pool() does this for you).")
-
-    def _ensure_started(self: WorkerPool) -> None:
-        if self._thread is not None:
-            return
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._poller.register(self._wake_r, select.POLLIN)
-        self._state = "running"
-        # The zygote is started from this thread: it dies with it (PR_SET_PDEATHSIG).
-        self._thread = threading.Thread(target=self._run, name=f"dspex-pool-{self.name}",
-                                        daemon=True)
-        self._thread.start()
-
-    def _wake(self: WorkerPool) -> None:
-        if not self._woken:
-            self._woken = True
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"!")
+    """Mixin of ``WorkerPool``: the dispatcher thread and what it does with what arrives."""
 
     def _run(self: WorkerPool) -> None:
         """The dispatcher thread (lock not held)."""
@@ -160,271 +106,6 @@ class Dispatcher:
             return _wire.unpack(data)
         except Exception as exc:
             return {"id": None, "decode_error": exc}
-
-    def _maintain(self: WorkerPool) -> bool:
-        """Keep the zygote and ``size`` workers alive; drive shutdown. False: stop."""
-        if self._state == "broken":
-            return False
-        live = [w for w in self._workers if w.live]
-        want = self.size
-        if self._state == "closing":
-            want = self.size if (self._queue and not live) else 0
-        if len(live) < want:
-            if not self._ensure_zygote():
-                return self._state != "broken"
-            for _ in range(want - len(live)):
-                self._spawn()
-        if self._state == "closing":
-            return self._drain()
-        extra = len(live) - self.size
-        for w in sorted(live, key=lambda w: (bool(w.sessions), w.state != "idle")):
-            if extra <= 0:
-                break
-            w.retire = "resized"
-            extra -= 1
-        return True
-
-    def _ensure_zygote(self: WorkerPool) -> bool:
-        zyg = self._zygote
-        if zyg is not None and zyg.conn is not None:
-            return True
-        if self._zygote_failures >= 2:
-            self._break(f"its zygote process exited {self._zygote_failures} times before it "
-                        "was ready (see the process's stderr; a bad sys.path or a crashing "
-                        "preload import are the usual causes).")
-            return False
-        zyg = self._zygote = Zygote(self.name, self.preload, self.env)
-        zyg.start()
-        self._poller.register(zyg.conn.fileno(), select.POLLIN)
-        return True
-
-    def _spawn(self: WorkerPool) -> None:
-        parent, child = Pipe(duplex=True)
-        fds, cell, memfd = [child.fileno()], None, -1
-        if hasattr(os, "memfd_create"):
-            memfd = os.memfd_create("dspex-cancel", os.MFD_CLOEXEC)
-            os.ftruncate(memfd, 8)
-            cell = mmap.mmap(memfd, 8)
-            fds.append(memfd)
-        try:
-            self._zygote.fork(next(self._tokens), fds, os.getcwd())
-        except OSError:  # the zygote is gone: its EOF is handled, then we try again
-            parent.close()
-            if cell is not None:
-                cell.close()
-            return
-        finally:
-            child.close()
-            if memfd >= 0:
-                os.close(memfd)
-        w = WorkerHandle(0, parent, cell)
-        self._workers.append(w)
-        self._by_fd[parent.fileno()] = w
-        self._poller.register(parent.fileno(), select.POLLIN)
-
-    def _retire(self: WorkerPool, w: WorkerHandle) -> None:
-        """Ask an idle worker to exit (recycling, resizing or shutdown)."""
-        reason = w.retire or "shutdown"
-        w.state, w.kill_reason = "retiring", reason
-        w.kill_deadline = time.monotonic() + 5.0
-        self._write(w, _EXIT_MSG)
-        if reason == "recycled":
-            self.stats["recycled"] += 1
-            self._event("pool.worker_recycled", worker=w.pid, tasks=w.tasks,
-                        rss_mb=round(w.rss / 2**20, 1))
-        else:
-            self._event("pool.worker_retired", worker=w.pid, tasks=w.tasks, reason=reason)
-
-    def _kill(self: WorkerPool, w: WorkerHandle, reason: str) -> None:
-        """SIGKILL ``w``; its EOF then reaches the dispatcher. A worker whose pid is not
-        known yet is killed when its "ready" arrives."""
-        w.kill_reason = reason
-        w.state = "killed"
-        w.kill_deadline = None
-        w.signal(signal.SIGKILL)
-
-    def _forget(self: WorkerPool, w: WorkerHandle) -> None:
-        """Drop ``w`` and close its socket (dispatcher thread only: it owns the poller)."""
-        fd = -1 if w.conn.closed else w.conn.fileno()
-        if self._by_fd.pop(fd, None) is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._poller.unregister(fd)
-        with w.send_lock:  # no writer is half-way through a frame
-            w.outq.clear()
-            w.close()
-        if w in self._workers:
-            self._workers.remove(w)
-        w.state = "dead"
-
-    def _drain(self: WorkerPool) -> bool:
-        """Shutdown: let the work left finish, then retire every worker. False: done."""
-        if self._queue or any(w.inflight or w.pinned for w in self._workers):
-            return True
-        for w in list(self._workers):
-            if w.state == "idle":
-                self._retire(w)
-            elif w.state == "starting":  # its EOF (or the zygote's exit) ends it
-                self._forget(w)
-        if self._workers:
-            return True
-        self._state = "closed"
-        self._cond.notify_all()
-        return False
-
-    def _break(self: WorkerPool, reason: str) -> None:
-        self._state = "broken"
-        self._broken = reason
-        self._cancel_all(PoolError(f"Pool {self.name!r} is broken: {reason}"))
-        self._cond.notify_all()
-        self._event("pool.broken", error=reason)
-
-    def _teardown(self: WorkerPool) -> None:
-        """Last act of the dispatcher thread: nothing may outlive it (lock not held)."""
-        with self._locked():
-            for w in list(self._workers):
-                w.signal(signal.SIGKILL)
-                for task in [*w.inflight, *w.pinned]:
-                    if not task.done and task.kind != "ping":
-                        task.done = True
-                        self._settle(task, exc=PoolError(f"Pool {self.name!r} stopped before "
-                                                         f"task {task.id} finished."))
-                self._forget(w)
-            for task in self._queue:
-                if not task.done:
-                    task.done = True
-                    if task.msg is not None:
-                        _wire.discard(task.payload)
-                    self._settle(task, exc=PoolError(f"Pool {self.name!r} stopped before "
-                                                     f"task {task.id} ran."))
-            self._queue.clear()
-            self._queued = 0
-            zyg, self._zygote = self._zygote, None
-            if self._state != "broken":
-                self._state = "closed"
-            self._cond.notify_all()
-        if zyg is not None:
-            zyg.close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    # -- handing out tasks -------------------------------------------------------------------
-
-    def _idle_worker(self: WorkerPool, task: Task) -> WorkerHandle | None:
-        """A worker that can take ``task`` now: an idle one (preferring one that hosts no
-        session), else a busy one that may queue it behind its current work."""
-        best = None
-        for w in self._workers:
-            if w.state == "idle" and w.retire is None and not w.pinned:
-                if not w.sessions:
-                    return w
-                best = best or w
-        if best is None and self._prefetch_depth():
-            for w in self._workers:
-                if self._has_room(w, task) and (best is None
-                                                or len(w.inflight) < len(best.inflight)):
-                    best = w
-        return best
-
-    def _prefetch_depth(self: WorkerPool) -> int:
-        """How many tasks a worker may hold (0: no prefetching). Short tasks are sent ahead,
-        about ``_PREFETCH_MS`` of work per worker, so a worker never waits for the kernel
-        between two of them; long ones wait in the queue, where any idle worker takes them."""
-        ms = self._task_ms
-        if ms is None or ms >= _PREFETCH_MS:
-            return 0
-        return 1 + max(1, min(_MAX_AHEAD, int(_PREFETCH_MS / max(ms, 0.01))))
-
-    def _has_room(self: WorkerPool, w: WorkerHandle, task: Task) -> bool:
-        """Can busy ``w`` queue ``task``? Bounded so the frames fit in its socket buffer (a
-        full buffer would block the sender while holding the lock)."""
-        if (w.state != "busy" or w.retire is not None or w.pinned or task.kind != "task"
-                or len(w.inflight) >= self._prefetch_depth()):
-            return False
-        ahead = sum(t.size for t in itertools.islice(w.inflight, 1, None))
-        if task.fn_token is not None and task.fn_token not in w.fns:
-            ahead += len(task.fn_def or b"")
-        return ahead + task.size <= _PREFETCH_BYTES
-
-    def _send(self: WorkerPool, w: WorkerHandle, task: Task) -> None:
-        """Hand ``task`` to ``w``. A dead socket is noticed by the poller, not here."""
-        task.state, task.worker = "sent", w
-        w.inflight.append(task)
-        if len(w.inflight) == 1:
-            task.started = time.monotonic()
-            w.state = "busy"
-        token = task.fn_token
-        if token is not None:
-            if token in w.fns:
-                w.fns.move_to_end(token)
-            else:
-                self._write(w, task.fn_def)
-                w.fns[token] = None
-                if len(w.fns) > _FN_CACHE:
-                    w.fns.popitem(last=False)
-        self._write(w, task.payload)
-        deadline = task.deadline
-        if deadline is not None and deadline < self._poll_until:
-            self._wake()
-        if self.task_events and task.kind == "task":
-            self._event("pool.task_started", task=task.id, worker=w.pid)
-
-    def _write(self: WorkerPool, w: WorkerHandle, frame: bytes) -> None:
-        """Queue ``frame`` for ``w``; whoever releases the lock next writes it, in order."""
-        w.outq.append(frame)
-        self._senders.append(w)  # always: another thread may be draining w.outq right now
-
-    def _schedule(self: WorkerPool) -> None:
-        for w in sorted((w for w in self._workers if w.state == "idle"),
-                        key=lambda w: len(w.sessions)):
-            task = self._next_task(w)
-            if task is not None:
-                self._send(w, task)
-            elif w.retire is not None and not w.sessions:
-                self._retire(w)
-        progress = bool(self._queue) and self._prefetch_depth() > 0
-        while progress:  # top busy workers up, one task each per round
-            progress = False
-            for w in self._workers:
-                while self._queue and self._queue[0].done:
-                    self._queue.popleft()
-                if self._queue and self._has_room(w, self._queue[0]):
-                    self._send(w, self._next_task(w))
-                    progress = True
-
-    def _next_task(self: WorkerPool, w: WorkerHandle) -> Task | None:
-        while w.pinned:
-            task = w.pinned.popleft()
-            if not task.done:
-                return task
-        if w.retire is not None:
-            return None
-        while self._queue:
-            task = self._queue.popleft()
-            if not task.done:
-                self._queued -= 1
-                if self._producers:
-                    self._cond.notify_all()
-                return task
-        return None
-
-    def _requeue(self: WorkerPool, tasks: list[Task]) -> None:
-        for task in reversed(tasks):
-            if task.msg is not None:  # its shared memory was (maybe) read: pack it again
-                _wire.discard(task.payload)
-                task.payload = _wire.pack(task.msg)
-            task.state, task.worker, task.started = "queued", None, 0.0
-            self._queue.appendleft(task)
-            self._queued += 1
-
-    def _interrupt(self: WorkerPool, w: WorkerHandle, task: Task) -> None:
-        """SIGINT aimed at ``task``; kill the worker if it has not answered in time."""
-        w.interrupt(task.id)
-        w.kill_deadline = time.monotonic() + self.cancel_grace
-        if self._thread is not None and w.kill_deadline < self._poll_until:
-            self._wake()
-
-    # -- what arrives ------------------------------------------------------------------------
 
     def _on_zygote(self: WorkerPool, msg: dict[str, Any] | None) -> None:
         zyg = self._zygote
@@ -523,6 +204,8 @@ class Dispatcher:
 
     def _on_worker_gone(self: WorkerPool, w: WorkerHandle) -> None:
         """A worker's socket closed: it exited, crashed or was killed."""
+        if w.state == "dead":
+            return
         reason, pid, was_starting = w.kill_reason, w.pid, w.state == "starting"
         inflight, pinned = list(w.inflight), list(w.pinned)
         w.inflight.clear()
@@ -584,8 +267,6 @@ class Dispatcher:
             f"{describe_exit(code)}. Likely causes: {likely_causes(code)}. Run the task in "
             "the kernel on one input to see the error, or give it less data per call."))
 
-    # -- time --------------------------------------------------------------------------------
-
     def _check_deadlines(self: WorkerPool) -> None:
         now = time.monotonic()
         zygote_ready_at = self._zygote.ready_at if self._zygote and self._zygote.ready else None
@@ -626,7 +307,8 @@ class Dispatcher:
     def _ping(self: WorkerPool, w: WorkerHandle) -> None:
         task_id = next(self._ids)
         self._send(w, Task(task_id, "ping", _wire.pack({"op": "ping", "id": task_id}),
-                           timeout=_PING_TIMEOUT, kind="ping"))
+                           timeout=max(1.0, min(_PING_TIMEOUT, self.health_interval)),
+                           kind="ping"))
 
     def _next_timeout(self: WorkerPool) -> float:
         """Seconds until the next deadline (health checks at the latest)."""

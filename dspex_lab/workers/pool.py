@@ -48,19 +48,18 @@ import queue
 import select
 import threading
 import time
-import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import cloudpickle
-
 from dspex_lab import telemetry
 from dspex_lab.errors import ConfigurationError, PoolError, TaskCancelled
 from dspex_lab.workers import worker as _wire
 from dspex_lab.workers._dispatch import Dispatcher
-from dspex_lab.workers._task import Task, TaskFuture, WorkerHandle
+from dspex_lab.workers._lifecycle import Lifecycle
+from dspex_lab.workers._scheduling import Scheduling
+from dspex_lab.workers._task import Task, TaskFuture, WorkerHandle, dump_fn, fn_name
 
 __all__ = ["WorkerPool", "live_pools", "shutdown_live_pools"]
 
@@ -72,7 +71,7 @@ def live_pools() -> list[WorkerPool]:
     return [p for p in list(_LIVE_POOLS) if p._pid == os.getpid()]
 
 
-class WorkerPool(Dispatcher):
+class WorkerPool(Dispatcher, Scheduling, Lifecycle):
     """A pool of warm worker processes; the module docstring lists its guarantees.
 
     >>> pool = WorkerPool("optimizer", size=1, env={"OMP_NUM_THREADS": "1"})
@@ -420,85 +419,6 @@ class WorkerPool(Dispatcher):
             self._cancel([f._task for f in pending], why)
             raise
 
-    # -- cancelling --------------------------------------------------------------------------
-
-    def _cancel(self, tasks: list[Task], why: str) -> None:
-        """Cancel tasks wherever they are; their futures raise ``TaskCancelled`` at once."""
-        with self._locked():
-            for task in tasks:
-                if not task.done:
-                    self._cancel_one(task, TaskCancelled(
-                        f"Task {task.id} ({task.name}) was cancelled: {why}."))
-            if self._producers:
-                self._cond.notify_all()
-
-    def _cancel_one(self, task: Task, exc: BaseException) -> None:
-        task.done = task.cancelled = True
-        self.stats["cancelled"] += 1
-        if task.state == "queued":
-            self._queued -= 1
-            if task.msg is not None:
-                _wire.discard(task.payload)
-        self._settle(task, exc=exc)
-        w = task.worker
-        if task.state == "sent" and w is not None and w.inflight and w.inflight[0] is task:
-            self._interrupt(w, task)
-
-    def _cancel_all(self, exc: BaseException) -> None:
-        for task in self._queue:
-            if not task.done:
-                self._cancel_one(task, exc)
-        self._queue.clear()
-        self._queued = 0
-        for w in self._workers:
-            for task in [*w.pinned, *w.inflight]:
-                if not task.done and task.kind != "ping":
-                    task.done = task.cancelled = True
-                    self._settle(task, exc=exc)
-            w.pinned.clear()
-            if w.inflight and w.state == "busy":
-                self._kill(w, "shutdown")
-
-    # -- sessions ----------------------------------------------------------------------------
-
-    def _checkout(self, session: Any, timeout: float | None) -> WorkerHandle:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._locked():
-            self._check_usable()
-            self._ensure_started()
-            while True:
-                ready = [w for w in self._workers if w.live and w.state != "starting"]
-                if ready:
-                    w = min(ready, key=lambda w: (len(w.sessions), w.state != "idle"))
-                    w.sessions.add(session)
-                    self._event("pool.session_checkout", session=session.id, worker=w.pid)
-                    return w
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise PoolError(f"No worker of pool {self.name!r} became ready within "
-                                    f"{timeout:g} s to host a session; try again or raise "
-                                    "the timeout.")
-                self._cond.wait(left)
-                self._check_usable()
-
-    def _checkin(self, session: Any, w: WorkerHandle) -> None:
-        with self._locked():
-            w.sessions.discard(session)
-            self._event("pool.session_checkin", session=session.id, worker=w.pid)
-            if w.retire is not None and self._thread is not None:
-                self._wake()
-
-    def _enqueue_pinned(self, w: WorkerHandle, task: Task) -> None:
-        with self._locked():
-            if task.session.lost is not None:
-                raise task.session.crashed()
-            self._check_usable()
-            if w.state == "idle" and not w.pinned:
-                self._send(w, task)
-            else:
-                task.state = "pinned"
-                w.pinned.append(task)
-
 
 class _Locked:
     __slots__ = ("pool",)
@@ -519,57 +439,6 @@ def _positive_int(what: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{what}={value!r} is not valid; use a whole number >= 1.")
     return value
-
-
-def fn_name(fn: Any) -> str:
-    """``module.qualname`` of a callable, for messages and telemetry."""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if name is None:
-        return type(fn).__name__
-    module = getattr(fn, "__module__", None)
-    return f"{module}.{name}" if module and module != "builtins" else name
-
-
-_BY_REFERENCE: dict[int, tuple[Any, bytes]] = {}  # id(fn) -> (fn, blob), importable fns only
-
-
-def dump_fn(fn: Any) -> bytes:
-    """Cloudpickle ``fn`` for a worker, or say clearly why it cannot travel.
-
-    A function defined in a notebook or a closure travels by value, pickled afresh at each
-    call (so it carries the current values of the globals it uses); an importable one is a
-    mere reference, pickled once.
-    """
-    hit = _BY_REFERENCE.get(id(fn))
-    if hit is not None and hit[0] is fn:
-        return hit[1]
-    if not callable(fn):
-        raise TypeError(f"{fn!r} is not callable; pass a function (or any callable) to run.")
-    try:
-        blob = cloudpickle.dumps(fn, protocol=5)
-    except Exception as exc:
-        raise TypeError(
-            f"The function {fn_name(fn)} cannot be sent to a worker: {type(exc).__name__}: "
-            f"{exc}. It (or something it refers to) holds a lock, an open file or a "
-            "connection; create such objects inside the function, or keep them in a "
-            "session with session.store(name, factory).") from exc
-    if _by_reference(fn):
-        if len(_BY_REFERENCE) >= 512:
-            _BY_REFERENCE.clear()
-        _BY_REFERENCE[id(fn)] = (fn, blob)
-    return blob
-
-
-def _by_reference(fn: Any) -> bool:
-    """True if cloudpickle sends ``fn`` as an import path (no state of its own)."""
-    if isinstance(fn, types.BuiltinFunctionType):
-        return True
-    if not isinstance(fn, types.FunctionType):
-        return False
-    try:
-        return bool(cloudpickle.cloudpickle._should_pickle_by_reference(fn))
-    except Exception:  # a private helper of cloudpickle: be safe if it changes
-        return False
 
 
 def _rss_mb(pid: int | None) -> float | None:

@@ -5,13 +5,14 @@ Runs every cell of ``notebooks/widgets_tour.ipynb``, then checks, in the page:
 * ``SignatureBuilder`` renders its field rows; adding a field from the browser shows the
   parser's error (with its column), and naming it makes the signature valid again;
 * ``BatchRunner``: pressing Run in the browser runs the 40 rows in the background, the progress
-  bar fills and the live table shows answers;
+  bar fills and the live table shows answers; a second, slow run is cancelled from the browser
+  (its finished rows kept, the rest marked not run);
 * ``TelemetryDashboard``: the plotly charts render (``.js-plotly-plot .main-svg``) and their
   trace data follows the run (latency histogram counts >= 40 calls);
 * a ``%%dspex`` cell answers "Paris".
 
 Screenshots (test-artifacts/): widgets_tour_full.png, widgets_tour_signature.png,
-widgets_tour_runner.png, widgets_tour_dashboard.png. Uses the ``lab``/``page`` fixtures of
+widgets_tour_runner.png, widgets_tour_cancelled.png, widgets_tour_dashboard.png. Uses the ``lab``/``page`` fixtures of
 ``conftest.py`` (skipped, with the reason, when chromium or playwright is missing).
 """
 
@@ -57,14 +58,29 @@ def test_widgets_tour_renders_and_runs(lab, page, artifacts):
     builder.screenshot(path=str(artifacts / "widgets_tour_signature.png"))
 
     # BatchRunner: Run from the browser; the bar fills while the kernel stays idle
-    runner = page.locator(".dspex-batch-runner")
+    runner = page.locator(".dspex-batch-runner").first
     runner.scroll_into_view_if_needed()
     runner.locator(".jupyter-button", has_text="Run").click()
     expect(runner).to_contain_text("40 / 40", timeout=60_000)
     expect(runner).to_contain_text("finished", timeout=10_000)
-    expect(runner.locator(".progress-bar, .widget-progress")).not_to_have_count(0)
+    expect(runner.locator(".widget-hprogress")).to_have_count(1)
     expect(runner.locator("table")).to_contain_text("What is 39 + 39? 78")
     runner.screenshot(path=str(artifacts / "widgets_tour_runner.png"))
+
+    # a long run, cancelled from the browser: finished rows are kept, the rest marked
+    slow = page.locator(".dspex-batch-runner").nth(1)
+    slow.scroll_into_view_if_needed()
+    slow.locator(".jupyter-button", has_text="Run").click()
+    expect(slow).to_contain_text("running", timeout=30_000)
+    page.wait_for_function(
+        "() => /^([4-9]|\\d\\d+) \\//.test(document.querySelectorAll("
+        "'.dspex-batch-runner')[1].querySelector('.widget-hprogress .widget-label').textContent)",
+        timeout=60_000)
+    slow.locator(".jupyter-button", has_text="Cancel").click()
+    expect(slow).to_contain_text("cancelled", timeout=10_000)
+    expect(slow).to_contain_text("not run")
+    expect(slow.locator(".jupyter-button", has_text="Triage failures")).to_be_visible()
+    slow.screenshot(path=str(artifacts / "widgets_tour_cancelled.png"))
 
     # TelemetryDashboard: plotly rendered, and its data followed the run
     dash = page.locator(".dspex-telemetry-dashboard")

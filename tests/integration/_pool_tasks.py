@@ -54,3 +54,8 @@ def sleep_short(x):
 def ignore_sigint_and_sleep(seconds):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     time.sleep(seconds)
+
+
+def len_after(frame, seconds):
+    time.sleep(seconds)
+    return len(frame)

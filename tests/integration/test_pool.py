@@ -257,3 +257,21 @@ def test_named_pools_come_from_the_registry():
         configure_pools({"optimizer": {"preload": ("dspy",)}})
     assert not psutil.pid_exists(zygote) or psutil.Process(zygote).status() == "zombie"
     assert get_pool("optimizer") is not opt  # a fresh pool after a shutdown
+
+
+def test_recycling_above_the_memory_ceiling():
+    with WorkerPool("rss", size=1, preload=(), max_rss_mb=1) as p:  # every worker is above
+        pids = [p.call(pid_after, i)[1] for i in range(3)]
+        assert len(set(pids)) == 3 and p.status()["recycled"] >= 2
+
+
+def test_a_frozen_worker_fails_its_health_check_and_is_replaced():
+    with WorkerPool("health", size=1, preload=(), health_interval=0.3) as p:
+        pid = p.call(pid_after, 0)[1]
+        os.kill(pid, signal.SIGSTOP)  # alive but unresponsive
+        deadline = time.monotonic() + 10
+        while p.status()["restarts"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert p.status()["restarts"] == 1
+        assert p.call(pid_after, 1)[1] != pid
+        assert not _alive(pid)

@@ -15,12 +15,14 @@ from _pool_tasks import (
     exit_with,
     ignore_sigint_and_sleep,
     kill_self,
+    len_after,
     sleep_short,
     sleep_then,
     slow_pid,
 )
 
 from dspex_lab.errors import TaskCancelled, TaskTimeout, WorkerCrashed
+from dspex_lab.exchange.shm import list_segments
 from dspex_lab.workers import WorkerPool
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,6 +54,20 @@ def test_worker_killed_mid_task_is_replaced_and_the_batch_completes(pool):
     after = pool.status()
     assert after["retries"] > before["retries"] and after["restarts"] > before["restarts"]
     assert pool.ready(timeout=10) and after["alive"] == 2
+
+
+def test_a_retried_task_gets_its_shared_memory_arguments_again(pool):
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame({"x": np.arange(2_000_000)})  # 16 MB: travels in shared memory
+    fut = pool.submit(len_after, frame, 1.0)
+    pid = busy_pid(pool)
+    time.sleep(0.5)  # the worker has read (and unlinked) the segment by now
+    os.kill(pid, signal.SIGKILL)
+    assert fut.result(timeout=30) == 2_000_000
+    assert pool.status()["retries"] >= 1
+    assert list_segments(pid=os.getpid()) == []
 
 
 def test_task_that_always_kills_its_worker_raises_worker_crashed(pool):
@@ -133,6 +149,7 @@ def _not_zombie(pid):
 
 CHILD = """
 import json, sys, time
+from dspex_lab.exchange.shm import list_segments
 from dspex_lab.workers import WorkerPool
 pool = WorkerPool("orphans", size=2, preload=())
 assert pool.ready(timeout=60)

@@ -39,6 +39,12 @@ _EXPORTS: dict[str, str] = {
     # pools
     "get_pool": "dspex_lab.workers",
     "pool_status": "dspex_lab.workers",
+    # batch runs over DataFrames
+    "run": "dspex_lab.batch",
+    "last_run": "dspex_lab.batch",
+    "estimate": "dspex_lab.batch",
+    "record": "dspex_lab.batch",
+    "replay": "dspex_lab.batch",
     # evaluation, optimization, saved programs, templates
     "evaluate": "dspex_lab.evaluate",
     "EvaluationResult": "dspex_lab.evaluate",

@@ -52,7 +52,8 @@ def demo(rows: int = 8, workers: int | None = None) -> int:
     usage = results.attrs.get("usage", {})
     print("\nsummary")
     for key, value in usage.items():
-        print(f"  {key:>18}: {value}")
+        shown = f"{value:.6g}" if isinstance(value, float) else value
+        print(f"  {key:>18}: {shown}")
     print(f"  {'wall time (s)':>18}: {wall:.2f}  (includes starting the workers)")
     routes = telemetry.events("router.route")
     if len(routes):

@@ -52,20 +52,25 @@ class CallRecord:
     def module_kind(self) -> str:
         return str(getattr(self.program, "kind", "module"))
 
+    @property
+    def rebuildable(self) -> bool:
+        """True when the prompt can be rebuilt exactly: one Predict/ChainOfThought call."""
+        return self.kind == "call" and self.module_kind in ("predict", "cot", "chain_of_thought")
+
     def messages(self) -> list[dict[str, Any]] | None:
         """The chat messages DSPy's adapter builds for these inputs; None when they cannot be
-        rebuilt (a run, a ReAct or multi-step program, or a module without one predictor)."""
-        if self.kind != "call" or self.module_kind not in ("predict", "cot", "chain_of_thought"):
+        rebuilt (a run, a ReAct or multi-step program, a module without one predictor)."""
+        if not self.rebuildable:
             return None
         try:
-            sig, adapter = self._dspy_signature(), _adapter(self.adapter)
-            return adapter.format(sig, demos=[], inputs=dict(self.inputs))
+            return _adapter(self.adapter).format(self._dspy_signature(), demos=[],
+                                                 inputs=dict(self.inputs))
         except Exception:  # a display helper must not fail
             return None
 
     def response(self) -> str | None:
         """The assistant message that yields these outputs, in the adapter's format."""
-        if self.kind != "call" or self.error or self.messages() is None:
+        if not self.rebuildable or self.error:
             return None
         try:
             return _adapter(self.adapter).format_assistant_message_content(

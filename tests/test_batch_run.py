@@ -126,6 +126,16 @@ def test_cached_rows_make_no_calls(server, spec, pool):
     assert again["answer"].tolist() == [str(i + 1) for i in range(10)]
 
 
+def test_runs_and_single_calls_share_the_cache(server, spec, pool):
+    from dspex_lab.calls import predict
+
+    single = predict("question -> answer", question="What is 20 + 1?", lm=spec,
+                     implementation="native")
+    out = go([{"question": "What is 20 + 1?"}], spec, pool)
+    assert out["cached"].all() and out["answer"].iloc[0] == single.answer == "21"
+    assert server.stats()["requests"] == 1
+
+
 def test_resume_reads_the_spill_and_recomputes_only_failed_rows(server, spec, pool, tmp_path):
     df = questions(8)
     df.loc[[101, 105], "question"] = ["[[fail:once:500]] a", "[[fail:once:500]] b"]

@@ -2,7 +2,7 @@
 errors), every public function and class has a docstring and a place in the API reference,
 and tutorial notebooks are rendered as saved, never executed.
 
-The site build runs once per session in a subprocess (about 20 s of CPU).
+The site is built once per module, in a subprocess (about 20 s of CPU on 2 cores).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def build(config: Path, site: Path, env: dict[str, str] | None = None) -> None:
            "-f", str(config), "-d", str(site)]
     environ = {**os.environ, "NO_MKDOCS_2_WARNING": "1", **(env or {})}
     proc = subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=900)
     if "No module named mkdocs" in proc.stderr:
         pytest.fail("The documentation tools are missing: pip install -e '.[dev]' (make test "
                     "does it) to get mkdocs-material, mkdocstrings[python] and mkdocs-jupyter.")
@@ -61,10 +61,19 @@ def load_hooks() -> types.ModuleType:
     return module
 
 
+CRAFTED = "99_saved_not_run.ipynb"  # added to the tutorials of the test build only
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real site, built once; its tutorials are the real notebooks plus ``CRAFTED``, a
+    notebook that would fail if the build ran it."""
+    notebooks = tmp_path_factory.mktemp("notebooks")
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        (notebooks / path.name).symlink_to(path)
+    notebook(notebooks / CRAFTED, "Saved, not run", "saved output 42")
     out = tmp_path_factory.mktemp("site")
-    build(ROOT / "mkdocs.yml", out)
+    build(ROOT / "mkdocs.yml", out, env={"DSPEX_DOCS_NOTEBOOKS": str(notebooks)})
     return out
 
 
@@ -180,33 +189,14 @@ def test_the_site_loads_nothing_from_the_network(site: Path) -> None:
     assert not found, f"pages or stylesheets that fetch from the network: {found}"
 
 
-# -- tutorials: a small build of the same tutorial configuration -------------------------------
+def test_the_benchmarks_page_covers_every_script() -> None:
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    missing = [p.name for p in sorted((ROOT / "bench").glob("*.py"))
+               if not p.name.startswith("_") and f"bench/{p.name}" not in page]
+    assert not missing, f"docs/benchmarks.md does not say how to run: {missing}"
 
-def tutorial_build(tmp_path: Path, notebooks: Path) -> Path:
-    """Build a site of the home page and the Tutorials section only, with the real hooks and
-    the real mkdocs-jupyter settings, over ``notebooks``."""
-    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
-    docs = tmp_path / "docs"
-    (docs / "tutorials").mkdir(parents=True)
-    (docs / "index.md").write_text("# Home\n")
-    (docs / "tutorials" / "index.md").write_text(
-        (ROOT / "docs" / "tutorials" / "index.md").read_text())
-    jupyter = next(p for p in config["plugins"] if isinstance(p, dict) and "mkdocs-jupyter" in p)
-    tutorials = next(e for e in config["nav"] if isinstance(e, dict) and "Tutorials" in e)
-    mini = {
-        "site_name": "t", "docs_dir": str(docs), "strict": True,
-        "theme": {"name": "material", "font": False},
-        "hooks": [str(HOOKS / "dspex_docs.py")],
-        "plugins": [jupyter],
-        "markdown_extensions": config["markdown_extensions"],
-        "nav": [{"Home": "index.md"}, {"Tutorials": ["tutorials/index.md"]}],
-    }
-    assert tutorials["Tutorials"][0] == "tutorials/index.md"
-    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(mini))
-    site = tmp_path / "site"
-    build(tmp_path / "mkdocs.yml", site, env={"DSPEX_DOCS_NOTEBOOKS": str(notebooks)})
-    return site
 
+# -- tutorials -------------------------------------------------------------------------------
 
 def notebook(path: Path, title: str, output: str) -> None:
     """A notebook whose code would fail if run; its saved output says ``output``."""
@@ -223,20 +213,23 @@ def notebook(path: Path, title: str, output: str) -> None:
     }))
 
 
-def test_tutorial_notebooks_are_rendered_as_saved_and_listed(tmp_path: Path) -> None:
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    notebook(notebooks / "01_first_steps.ipynb", "First steps", "saved output 42")
-    notebook(notebooks / "02_batch.ipynb", "Batch runs", "saved output 43")
-    site = tutorial_build(tmp_path / "build", notebooks)
-
-    first = (site / "tutorials" / "01_first_steps" / "index.html").read_text()
-    assert "saved output 42" in first  # the saved output, not a traceback of running it
-    assert "Traceback" not in first
+def test_every_notebook_is_a_tutorial_page_listed_in_name_order(site: Path) -> None:
+    names = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb"))] + [CRAFTED]
     index = (site / "tutorials" / "index.html").read_text()
-    assert "First steps" in index and "Batch runs" in index
-    assert index.index("First steps") < index.index("Batch runs")
-    assert (site / "tutorials" / "01_first_steps" / "01_first_steps.ipynb").exists()
+    positions = []
+    for name in names:
+        stem = name.removesuffix(".ipynb")
+        assert (site / "tutorials" / stem / "index.html").exists(), name
+        assert (site / "tutorials" / stem / name).exists(), f"{name}: no download copy"
+        positions.append(index.index(f'href="{stem}/"'))
+    assert positions == sorted(positions)
+    assert "Saved, not run" in index
+
+
+def test_notebooks_are_rendered_as_saved_not_executed(site: Path) -> None:
+    page = (site / "tutorials" / CRAFTED.removesuffix(".ipynb") / "index.html").read_text()
+    assert "saved output 42" in page  # the saved output, not the traceback of running it
+    assert "Traceback" not in page
 
 
 def test_no_tutorial_notebook_leaves_the_nav_and_files_alone(tmp_path: Path, monkeypatch
@@ -265,22 +258,27 @@ def test_doctest_lines_become_a_pycon_fence(to_markdown) -> None:
     assert to_markdown(text) == "Add two numbers.\n\n```pycon\n>>> 1 + 1\n2\n```\n\nDone.\n"
 
 
-def test_literal_block_and_simple_table_become_text_fences(to_markdown) -> None:
+def test_a_literal_block_becomes_a_text_fence(to_markdown) -> None:
+    text = "The tree::\n\n    Base\n    └── Child\n\nAfter."
+    assert to_markdown(text) == "The tree:\n\n```text\nBase\n└── Child\n```\n\nAfter.\n"
+
+
+def test_a_simple_table_becomes_a_markdown_table(to_markdown) -> None:
     text = inspect.cleandoc("""
-        The tree::
+        Types:
 
-            Base
-            └── Child
-
-        =====  =====
-        a      b
-        =====  =====
-        1      2
-        =====  =====
+        ==========  ==========================
+        type        accepts
+        ==========  ==========================
+        ``int``     int, or a float with no
+                    fractional part
+        ``A | B``   the first member that fits
+        ==========  ==========================
         """)
-    out = to_markdown(text)
-    assert out.startswith("The tree:\n\n```text\nBase\n└── Child\n```\n")
-    assert "```text\n=====  =====\na      b\n=====  =====\n1      2\n=====  =====\n```" in out
+    assert to_markdown(text) == (
+        "Types:\n\n| type | accepts |\n| --- | --- |\n"
+        "| ``int`` | int, or a float with no fractional part |\n"
+        "| ``A | B`` | the first member that fits |\n")
 
 
 def test_a_fence_inside_a_list_item_keeps_the_item_indent(to_markdown) -> None:

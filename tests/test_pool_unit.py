@@ -85,3 +85,53 @@ def test_package_exports_match_all():
         assert getattr(workers, name) is not None
     assert set(workers.__all__) >= {"WorkerPool", "get_pool", "configure_pools",
                                     "pool_status", "shutdown_all"}
+
+
+def _notebook_function(source, **scope):
+    """Define a function as a notebook cell would (module ``__main__``, its own globals)."""
+    namespace = {"__name__": "__main__", **scope}
+    exec(source, namespace)
+    return namespace["f"], namespace
+
+
+def test_a_notebook_function_is_pickled_again_when_a_global_it_reads_changes():
+    import cloudpickle
+
+    f, scope = _notebook_function("def f(x):\n    return x > THRESHOLD\n", THRESHOLD=0.5)
+    first = dump_fn(f)
+    assert dump_fn(f) is first  # nothing changed: the cached pickle
+    scope["THRESHOLD"] = 0.7
+    second = dump_fn(f)
+    assert second != first and cloudpickle.loads(second)(0.6) is False
+
+
+def test_a_notebook_function_reading_a_mutable_global_is_never_cached():
+    import cloudpickle
+
+    f, scope = _notebook_function("def f():\n    return CONFIG['model']\n",
+                                  CONFIG={"model": "a"})
+    assert cloudpickle.loads(dump_fn(f))() == "a"
+    scope["CONFIG"]["model"] = "b"  # same dict, new content
+    assert cloudpickle.loads(dump_fn(f))() == "b"
+
+
+def test_closures_and_defaults_are_checked_too():
+    import cloudpickle
+
+    def make(n):
+        def f(x, scale=2):
+            return x * n * scale
+        return f
+
+    f = make(3)
+    assert dump_fn(f) is dump_fn(f)
+    assert cloudpickle.loads(dump_fn(make(4)))(1) == 8
+
+    def g(x, seen=[]):  # noqa: B006 - a mutable default: never cached
+        seen.append(x)
+        return len(seen)
+
+    g(1)
+    assert cloudpickle.loads(dump_fn(g))(0) == 2
+    g(2)
+    assert cloudpickle.loads(dump_fn(g))(0) == 3

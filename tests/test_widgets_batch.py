@@ -14,7 +14,7 @@ from dspex_lab.cache import ResultCache, set_cache
 from dspex_lab.errors import ConfigurationError
 from dspex_lab.lm.config import EMBEDDED_MODEL, LMSpec
 from dspex_lab.testing import running_server
-from dspex_lab.widgets.batch_job import BatchJob, CancellablePool
+from dspex_lab.widgets.batch_job import LIVE_ROWS, BatchJob, CancellablePool, not_run
 from dspex_lab.widgets.batch_runner import BatchRunner
 
 NO_RETRY = batch.RetryPolicy(max_retries=0)
@@ -130,6 +130,22 @@ def test_job_failure_is_kept_for_wait(spec, pool):
     assert job.state == "failed" and job.result is None
 
 
+def test_live_rows_are_bounded_and_not_run_rows_recognised():
+    import pyarrow as pa
+
+    job = BatchJob("question -> answer", questions(1))
+    for i in range(30):
+        job._on_chunk(pa.table({"question": [f"q{i}"] * 100}),
+                      pa.table({"question": [str(i)] * 100, "error": [None] * 100}))
+    frame = job.live_frame(max_rows=None)
+    assert LIVE_ROWS <= len(frame) < LIVE_ROWS + 100
+    assert list(frame.columns) == ["question", "question_pred", "error"]
+    assert frame["question_pred"].iloc[-1] == "29" and len(job.live_frame(5)) == 5
+    errors = pd.DataFrame({"error": [None, "Interrupted: x", "NotRun: y", "BudgetExceeded: z",
+                                     "LMServerError: 500"]})
+    assert not_run(errors).tolist() == [False, True, True, True, False]
+
+
 # -- BatchRunner ----------------------------------------------------------------------------------
 
 def test_runner_picks_data_and_program_from_the_namespace_and_runs(spec, pool):
@@ -169,6 +185,7 @@ def test_runner_cancel_button_and_triage(server, spec, pool):
     assert runner.job.state == "cancelled" and runner.progress.bar_style == "warning"
     assert runner.progress.value == out["error"].isna().sum() < 200
     assert "not run" in runner.status.value
+    assert "Interrupted" not in runner.table.value and " slow</td>" in runner.table.value
     triage_button = runner.extra.children[0]
     triage_button.click()
     view = runner.extra.children[0]

@@ -66,6 +66,19 @@ def test_errors_by_cause_and_per_second_series_with_gaps():
     assert stats.recent_rate(seconds=10) == pytest.approx(3 / 3)
 
 
+def test_rows_that_made_no_call_are_only_counted_as_skipped():
+    stats = DashboardStats()
+    stats.add(call(1.0, latency=0.0, p=0, c=0, cost=0.0,
+                   error="Interrupted: the run was interrupted before this row ran."))
+    stats.add(call(1.0, latency=0.0, p=0, c=0, cost=0.0,
+                   error="ValidationError: 1 problem with the inputs: - q: expected int"))
+    stats.add(call(2.0, latency=50.0))
+    t = stats.totals()
+    assert (t["calls"], t["errors"], t["skipped"], t["p50_ms"]) == (1, 0, 2, 50.0)
+    assert dict(stats.causes) == {"not_run": 1, "input": 1}
+    assert stats.series()["calls"] == [1]
+
+
 def test_old_seconds_are_trimmed_but_running_totals_kept():
     stats = DashboardStats(window_s=5)
     for second in range(20):

@@ -7,7 +7,8 @@ docstring before mkdocstrings renders it:
 
 - a run of ``>>>`` / ``...`` lines (and the output lines after them) -> a fenced ``pycon`` block;
 - ``text::`` followed by an indented block -> ``text:`` and a fenced ``text`` block;
-- a reST simple table (``=====  ====`` borders) -> a fenced ``text`` block;
+- a reST simple table (``=====  ====`` borders) -> a Markdown table (a fence if it is not
+  one it can read);
 - the first paragraph -> one line (mkdocstrings' summary tables show a docstring's first line).
 
 Loaded by mkdocstrings (``mkdocs.yml``: ``handlers.python.options.extensions``).
@@ -15,6 +16,7 @@ Loaded by mkdocstrings (``mkdocs.yml``: ``handlers.python.options.extensions``).
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -87,6 +89,45 @@ def _table_end(lines: list[str], start: int) -> int:
     return len(lines)
 
 
+def _simple_table(lines: list[str]) -> list[str] | None:
+    """A reST simple table (top border, header, border, rows, bottom border) as a Markdown
+    table; a row whose first cell is empty continues the row above. None if it is not one."""
+    borders = [k for k, line in enumerate(lines) if _BORDER.match(line)]
+    if len(borders) != 3 or borders[0] != 0 or borders[2] != len(lines) - 1:
+        return None
+    base = _indent(lines[0])
+    spans = [(m.start(), m.end()) for m in re.finditer(r"=+", lines[0])]
+
+    def cells(line: str) -> list[str]:
+        line = line.ljust(spans[-1][1])
+        starts = [start for start, _ in spans] + [len(line) + 1]
+        return [line[a:b].strip() for a, b in itertools.pairwise(starts)]
+
+    header = [" ".join(parts) for parts in zip(*(cells(line) for line in
+                                                  lines[1:borders[1]] if line.strip()),
+                                               strict=True)]
+    rows: list[list[str]] = []
+    for line in lines[borders[1] + 1:borders[2]]:
+        if not line.strip():
+            continue
+        if _indent(line) < base:
+            return None
+        row = cells(line)
+        if rows and not row[0]:
+            rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], row, strict=True)]
+        else:
+            rows.append(row)
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    out += ["| " + " | ".join(_escape_pipes(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _escape_pipes(cell: str) -> str:
+    """Escape ``|`` outside code spans (Markdown tables keep pipes inside code spans)."""
+    parts = re.split(r"(``.*?``|`[^`]*`)", cell)
+    return "".join(p if k % 2 else p.replace("|", "\\|") for k, p in enumerate(parts))
+
+
 def _join_first_paragraph(lines: list[str]) -> list[str]:
     """The first paragraph on one line, unless it is code, a list or a doctest."""
     end = 0
@@ -134,7 +175,13 @@ def to_markdown(text: str) -> str:
                 continue
         if _BORDER.match(line):
             end = _table_end(lines, i)
-            _fence(out, lines[i:end], "text")
+            table = _simple_table(lines[i:end])
+            if table is None:
+                _fence(out, lines[i:end], "text")
+            else:
+                if out and out[-1].strip():
+                    out.append("")
+                out.extend([*table, ""])
             i = end
             continue
         out.append(line)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,15 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from traitlets import TraitError
 
 from dspex_lab.config import MODULES
-from dspex_lab.errors import DspexError
+from dspex_lab.errors import (
+    BudgetExceeded,
+    DspexError,
+    LMError,
+    PoolError,
+    RunError,
+    SignatureError,
+    TaskError,
+)
 from dspex_lab.magics._line import split_line
 from dspex_lab.magics.history import history_table
 from dspex_lab.magics.lm import lm_info
@@ -31,7 +40,7 @@ __all__ = ["MAGIC_NAMES", "DspexMagics", "last_error"]
 MAGIC_NAMES = {"line": ("dspex", "dspex_lm", "dspex_pool", "dspex_history", "dspex_telemetry"),
                "cell": ("dspex",)}
 _MAX_MESSAGE = 1200
-_CALL_FAILURES = ("TaskError", "LMError", "RunError", "BudgetExceeded", "PoolError")
+_CALL_FAILURES = (TaskError, LMError, RunError, BudgetExceeded, PoolError)
 _LAST_ERROR: list[BaseException] = []
 
 
@@ -44,10 +53,9 @@ def last_error() -> BaseException | None:
 def _message(exc: BaseException) -> str:
     """One short paragraph: the first paragraph of the error, with what failed in front."""
     text = str(exc).strip() or type(exc).__name__
-    names = {c.__name__ for c in type(exc).__mro__}
-    if "SignatureError" in names:
+    if isinstance(exc, SignatureError):
         return f"The signature does not parse: {text}"
-    if names & set(_CALL_FAILURES):
+    if isinstance(exc, _CALL_FAILURES):
         first = text.split("\n\n", 1)[0].strip()
         if len(first) > _MAX_MESSAGE:
             first = first[:_MAX_MESSAGE].rstrip() + " …"
@@ -68,6 +76,19 @@ def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             _LAST_ERROR[:] = [exc]
             raise UsageError(_message(exc)) from None
     return wrapper
+
+
+_NO_OPTIONS: list[argparse.Namespace] = []
+
+
+def _parse_options(argv: list[str]) -> argparse.Namespace:
+    """The ``%%dspex`` options; the all-defaults answer is computed once (argparse costs about
+    a third of a millisecond, a lot next to a cached call)."""
+    if argv:
+        return DspexMagics.dspex.parser.parse_args(argv)
+    if not _NO_OPTIONS:
+        _NO_OPTIONS.append(DspexMagics.dspex.parser.parse_args([]))
+    return argparse.Namespace(**vars(_NO_OPTIONS[0]))
 
 
 @magics_class
@@ -126,7 +147,7 @@ class DspexMagics(Magics):
         """
         magic = "%%dspex" if cell is not None else "%dspex"
         parts = split_line(line, DspexMagics.dspex.parser, magic)
-        args = DspexMagics.dspex.parser.parse_args(parts.argv)
+        args = _parse_options(parts.argv)
         request = DspexRequest(
             signature=parts.signature, body=cell, module=args.module, lm=args.lm,
             adapter=args.adapter, out=args.out, target=parts.target, df=args.df,

@@ -25,15 +25,18 @@ import concurrent.futures as cf
 import contextlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from dspex_lab import telemetry
 from dspex_lab.errors import ConfigurationError
 
-__all__ = ["BatchJob", "CancellablePool"]
+__all__ = ["LIVE_ROWS", "BatchJob", "CancellablePool", "not_run"]
 
 STATES = ("ready", "running", "cancelling", "finished", "cancelled", "failed")
+LIVE_ROWS = 1000
+"""How many of the latest finished rows a job keeps for ``live_frame``."""
 
 
 class CancellablePool:
@@ -126,7 +129,8 @@ class BatchJob:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.version = 0  # bumped on every change (views refresh when it moves)
-        self._chunks: list[tuple[Any, Any]] = []
+        self._chunks: deque[tuple[Any, Any]] = deque()  # the latest chunks, for live_frame
+        self._chunks_lock = threading.Lock()
         self._pool: CancellablePool | None = None
         self._thread: threading.Thread | None = None
         self._ident: int | None = None
@@ -203,11 +207,10 @@ class BatchJob:
         else:
             self.state = "cancelled" if cancelled else "finished"
         if self.result is not None and "error" in getattr(self.result, "columns", ()):
-            errors = self.result["error"].astype("string")
-            not_run = errors.str.startswith(("Interrupted:", "NotRun:")).fillna(False)
-            self.not_run = int(not_run.sum())
+            skipped = not_run(self.result)
+            self.not_run = int(skipped.sum())
             self.done_rows = len(self.result) - self.not_run
-            self.errors = int(errors.notna().sum()) - self.not_run
+            self.errors = int(self.result["error"].notna().sum()) - self.not_run
         self.finished_at = time.perf_counter()
         self.version += 1
         self._done.set()
@@ -229,17 +232,24 @@ class BatchJob:
         self.version += 1
 
     def _on_chunk(self, inputs: Any, result: Any) -> None:
-        self._chunks.append((inputs, result))
+        with self._chunks_lock:  # chunks finish in the pool's threads
+            self._chunks.append((inputs, result))
+            kept = sum(r.num_rows for _, r in self._chunks)
+            while len(self._chunks) > 1 and kept - self._chunks[0][1].num_rows >= LIVE_ROWS:
+                kept -= self._chunks.popleft()[1].num_rows
         self.version += 1
 
     # -- the rows so far -------------------------------------------------------------------------
     def live_frame(self, max_rows: int | None = 20) -> Any:
         """The latest finished rows (inputs, outputs, error, latency, tokens, cost) as a
-        DataFrame, most recent last; ``max_rows=None`` for all of them."""
+        DataFrame, most recent last; ``max_rows=None`` for all that are kept (the last
+        ``LIVE_ROWS`` or so: the result frame has every row)."""
         import pandas as pd
 
         tables, rows = [], 0
-        for inputs, result in reversed(list(self._chunks)):
+        with self._chunks_lock:
+            chunks = list(self._chunks)
+        for inputs, result in reversed(chunks):
             tables.append(_side_by_side(inputs, result))
             rows += result.num_rows
             if max_rows is not None and rows >= max_rows:
@@ -250,6 +260,17 @@ class BatchJob:
 
         frame = pa.concat_tables(reversed(tables), promote_options="default").to_pandas()
         return frame if max_rows is None else frame.tail(max_rows).reset_index(drop=True)
+
+
+def not_run(frame: Any) -> Any:
+    """A boolean mask (numpy) of the rows of a result frame that never ran (cancelled,
+    interrupted, budget reached...: ``classify_error`` says ``not_run``)."""
+    import numpy as np
+
+    from dspex_lab.widgets.triage import classify_error
+
+    return np.array([classify_error(e) == "not_run" for e in frame["error"].tolist()],
+                    dtype=bool)
 
 
 def _side_by_side(inputs: Any, result: Any) -> Any:

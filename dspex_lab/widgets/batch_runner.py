@@ -24,7 +24,7 @@ from typing import Any
 import ipywidgets as w
 
 from dspex_lab.widgets._ui import Ticker, error_html, icon_button, table_html, user_namespace
-from dspex_lab.widgets.batch_job import BatchJob
+from dspex_lab.widgets.batch_job import BatchJob, not_run
 
 __all__ = ["BatchRunner"]
 
@@ -154,9 +154,7 @@ class BatchRunner(w.VBox):
         if job.exception is not None:
             line += error_html([f"{type(job.exception).__name__}: {job.exception}"])
         self.status.value = line
-        frame = job.result if not job.running and job.result is not None else job.live_frame(
-            self.live_rows)
-        self.table.value = table_html(frame, self.live_rows)
+        self.table.value = table_html(_rows_to_show(job, self.live_rows), self.live_rows)
         if not job.running:
             self._finished()
 
@@ -213,6 +211,16 @@ class BatchRunner(w.VBox):
         from dspex_lab.programs import as_program
 
         return as_program(text, module=self.module_picker.value)
+
+
+def _rows_to_show(job: BatchJob, limit: int) -> Any:
+    """The live rows while running; the result after (its rows that ran, if cancelled)."""
+    result = job.result
+    if job.running or result is None:
+        return job.live_frame(limit)
+    if job.state == "cancelled" and "error" in result:
+        return result[~not_run(result)]
+    return result
 
 
 def _short(program: Any, limit: int = 80) -> str:

@@ -5,7 +5,9 @@ one call: every ``lm.call`` event, and every ``call`` event except an uncached `
 one (an inline kernel run, whose LM call already emits its own ``lm.call``). Per call it keeps
 the latency (the last ``max_latencies``), the route (``native``, ``pool``... or ``kernel``
 for an LM called directly), tokens, cost and, for a failed call, the cause
-(``triage.classify_error``). Time series are per-second buckets relative to the first event,
+(``triage.classify_error``). A batch row that made no LM call (not run: cancelled, budget,
+circuit open; or inputs that do not fit) is counted in ``skipped`` and in its cause, nothing
+else. Time series are per-second buckets relative to the first event,
 trimmed to the last ``window_s`` seconds. Pool workers come from ``pool_status()`` snapshots.
 
     >>> stats = DashboardStats()
@@ -31,6 +33,7 @@ from dspex_lab.widgets.triage import classify_error
 __all__ = ["DashboardStats"]
 
 _BUCKET_FIELDS = 4  # calls, errors, tokens, cost
+_NO_CALL = ("not_run", "input")
 
 
 class DashboardStats:
@@ -41,7 +44,7 @@ class DashboardStats:
                  latency_bins: int = 30) -> None:
         self.window_s = window_s
         self.latency_bins = latency_bins
-        self.calls = self.errors = self.cached = 0
+        self.calls = self.errors = self.cached = self.skipped = 0
         self.prompt_tokens = self.completion_tokens = 0
         self.cost = 0.0
         self.latencies: deque[float] = deque(maxlen=max_latencies)
@@ -74,13 +77,17 @@ class DashboardStats:
         return changed
 
     def _call(self, ts: float, f: dict[str, Any]) -> None:
+        cause = classify_error(f.get("error"))
+        if cause in _NO_CALL:  # a batch row that made no LM call: not run, or bad inputs
+            self.skipped += 1
+            self.causes[cause] += 1
+            return
         if self.t0 is None:
             self.t0 = ts
         latency = _number(f.get("latency_ms"))
         prompt = int(_number(f.get("prompt_tokens")) or 0)
         completion = int(_number(f.get("completion_tokens")) or 0)
         cost = _number(f.get("cost")) or 0.0
-        error = f.get("error")
         self.calls += 1
         self.prompt_tokens += prompt
         self.completion_tokens += completion
@@ -89,7 +96,6 @@ class DashboardStats:
         self.routes[str(f.get("route") or "kernel")] += 1
         if latency is not None and not f.get("cached"):
             self.latencies.append(latency)
-        cause = classify_error(error)
         if cause is not None:
             self.errors += 1
             self.causes[cause] += 1
@@ -122,9 +128,11 @@ class DashboardStats:
 
     # -- views -----------------------------------------------------------------------------------
     def totals(self) -> dict[str, Any]:
-        """calls, errors, cached, tokens, cost, p50/p95 latency (ms), calls/s (last 10 s)."""
+        """calls, errors, cached, skipped (rows without a call), tokens, cost, p50/p95 latency
+        (ms), calls/s (last 10 s)."""
         p50, p95 = self.percentiles()
         return {"calls": self.calls, "errors": self.errors, "cached": self.cached,
+                "skipped": self.skipped,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "tokens": self.prompt_tokens + self.completion_tokens, "cost": self.cost,

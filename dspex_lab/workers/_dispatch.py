@@ -175,9 +175,11 @@ class Dispatcher:
         if ms is not None:
             self._task_ms = ms if self._task_ms is None else 0.8 * self._task_ms + 0.2 * ms
         error = self._resolve(task, msg)
-        if self.task_events and task.kind == "task":
-            self._event("pool.task_finished", task=task.id, worker=w.pid, error=error,
-                        duration_ms=round(msg.get("ms", (now - task.started) * 1e3), 3))
+        if self.task_events:
+            self._event("pool.task_finished", task=task.id, name=task.name, worker=w.pid,
+                        error=error, duration_ms=round(msg.get("ms", (now - task.started) * 1e3),
+                                                       3),
+                        queue_ms=round((task.started - task.queued_at) * 1e3, 3))
         if w.retire is None and (
                 (self.max_tasks_per_worker and w.tasks >= self.max_tasks_per_worker)
                 or (self.max_rss_mb and w.rss > self.max_rss_mb * 2**20)):
@@ -232,7 +234,6 @@ class Dispatcher:
                 continue
             if i == 0 and reason is None:  # it was running when the worker died
                 task.attempts += 1
-                task.exit_codes.append((pid, None))
                 if task.session is None and task.attempts < self.max_attempts:
                     self.stats["retries"] += 1
                     retry.append(task)

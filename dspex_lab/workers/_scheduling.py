@@ -87,7 +87,7 @@ class Scheduling:
         deadline = task.deadline
         if deadline is not None and deadline < self._poll_until:
             self._wake()
-        if self.task_events and task.kind == "task":
+        if self.task_events == "all" and task.kind == "task":
             self._event("pool.task_started", task=task.id, worker=w.pid)
 
     def _write(self: WorkerPool, w: WorkerHandle, frame: bytes) -> None:
@@ -214,10 +214,14 @@ class Scheduling:
                 self._wake()
 
     def _enqueue_pinned(self: WorkerPool, w: WorkerHandle, task: Task) -> None:
+        """Queue a session's task for its pinned worker (lock not held)."""
         with self._locked():
             if task.session.lost is not None:
                 raise task.session.crashed()
             self._check_usable()
+            if self.task_events == "all" and task.kind == "task":
+                self._event("pool.task_queued", task=task.id, name=task.name,
+                            session=task.session.id)
             if w.state == "idle" and not w.pinned:
                 self._send(w, task)
             else:

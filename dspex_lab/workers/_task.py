@@ -1,5 +1,5 @@
-"""The kernel-side records of a pool: tasks, their futures, worker handles, the sentences
-that explain how a worker died, and how a function is pickled to travel.
+"""The kernel-side records of a pool: tasks, their futures, worker handles, and the sentences
+that explain how a worker died.
 """
 
 from __future__ import annotations
@@ -12,23 +12,16 @@ import signal
 import struct
 import threading
 import time
-import types
-import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-import cloudpickle
-
 if TYPE_CHECKING:
     from dspex_lab.workers.pool import WorkerPool
     from dspex_lab.workers.session import Session
 
-__all__ = ["Task", "TaskFuture", "WorkerHandle", "describe_exit", "dump_fn", "fn_name",
-           "likely_causes"]
-
-_BLOBS: weakref.WeakKeyDictionary[Any, bytes | None] = weakref.WeakKeyDictionary()  # fn -> blob
+__all__ = ["Task", "TaskFuture", "WorkerHandle", "describe_exit", "likely_causes"]
 
 _CELL = struct.Struct("q")
 
@@ -81,7 +74,6 @@ class Task:
     queued_at: float = field(default_factory=time.monotonic)
     done: bool = False
     cancelled: bool = False
-    exit_codes: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, code)
 
     @property
     def deadline(self) -> float | None:
@@ -194,52 +186,3 @@ def likely_causes(code: int | None) -> str:
     if code is not None:
         return "something sent the worker a fatal signal"
     return "out of memory, a crash in a C extension, or os._exit() in the task"
-
-
-# -- what travels ------------------------------------------------------------------------
-
-def fn_name(fn: Any) -> str:
-    """``module.qualname`` of a callable, for messages and telemetry."""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    if name is None:
-        return type(fn).__name__
-    module = getattr(fn, "__module__", None)
-    return f"{module}.{name}" if module and module != "builtins" else name
-
-
-def dump_fn(fn: Any) -> bytes:
-    """Cloudpickle ``fn`` for a worker, or say clearly why it cannot travel.
-
-    A function defined in a notebook or a closure travels by value, pickled afresh at each
-    call (so it carries the current values of the globals it uses); an importable one is a
-    mere reference, pickled once.
-    """
-    try:
-        blob = _BLOBS.get(fn)
-    except TypeError:  # not weak-referenceable (a builtin): cheap to pickle anyway
-        blob = None
-    if blob is not None:
-        return blob
-    if not callable(fn):
-        raise TypeError(f"{fn!r} is not callable; pass a function (or any callable) to run.")
-    try:
-        blob = cloudpickle.dumps(fn, protocol=5)
-    except Exception as exc:
-        raise TypeError(
-            f"The function {fn_name(fn)} cannot be sent to a worker: {type(exc).__name__}: "
-            f"{exc}. It (or something it refers to) holds a lock, an open file or a "
-            "connection; create such objects inside the function, or keep them in a "
-            "session with session.store(name, factory).") from exc
-    if isinstance(fn, types.FunctionType) and fn not in _BLOBS:
-        _BLOBS[fn] = blob if _by_reference(fn) else None
-    return blob
-
-
-def _by_reference(fn: types.FunctionType) -> bool:
-    """True if cloudpickle sends ``fn`` as an import path (no state of its own)."""
-    if fn.__module__ == "__main__":
-        return False
-    try:
-        return bool(cloudpickle.cloudpickle._should_pickle_by_reference(fn))
-    except Exception:  # a private helper of cloudpickle: be safe if it changes
-        return False

@@ -192,7 +192,10 @@ def _reap(ctrl: Connection) -> bool:
 def _fork(msg: dict[str, Any], fds: list[int], ctrl: Connection, wake: tuple[int, int],
           kernel_pid: int) -> int:
     zygote_pid = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # out of processes or memory: the kernel sees the socket close
+        pid = -1
     if pid:
         for fd in fds:
             os.close(fd)

@@ -31,9 +31,12 @@ Guarantees:
 - Workers and zygotes exit when the kernel exits, even on SIGKILL (``PR_SET_PDEATHSIG`` plus
   watchdogs), on ``shutdown()`` and at interpreter exit.
 
-Telemetry (``dspex_lab.telemetry``): ``pool.task_queued/started/finished`` (off with
-``task_events=False``), ``pool.queue_depth``, ``pool.worker_started/died/restarted/recycled/
-retired``, ``pool.zygote_ready``, ``pool.session_checkout/checkin``, ``pool.broken``.
+Telemetry (``dspex_lab.telemetry``): ``pool.task_finished`` for every task (task id, name,
+pool, worker pid, duration_ms, queue_ms, error); with ``task_events="all"`` also
+``pool.task_queued`` and ``pool.task_started``; none per task with ``task_events=False`` (each
+event costs a few microseconds of kernel time: measured in ``bench/bench_pool.py``). Always:
+``pool.queue_depth`` (at most 4 a second), ``pool.worker_started/died/restarted/recycled/
+retired``, ``pool.zygote_ready/died``, ``pool.session_checkout/checkin``, ``pool.broken``.
 """
 
 from __future__ import annotations
@@ -57,9 +60,10 @@ from dspex_lab import telemetry
 from dspex_lab.errors import ConfigurationError, PoolError, TaskCancelled
 from dspex_lab.workers import worker as _wire
 from dspex_lab.workers._dispatch import Dispatcher
+from dspex_lab.workers._functions import dump_fn, fn_name
 from dspex_lab.workers._lifecycle import Lifecycle
 from dspex_lab.workers._scheduling import Scheduling
-from dspex_lab.workers._task import Task, TaskFuture, WorkerHandle, dump_fn, fn_name
+from dspex_lab.workers._task import Task, TaskFuture, WorkerHandle
 
 __all__ = ["WorkerPool", "live_pools", "shutdown_live_pools"]
 
@@ -68,11 +72,23 @@ _LIVE_POOLS: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 
 def live_pools() -> list[WorkerPool]:
     """Every pool of this process that is not shut down yet."""
-    return [p for p in list(_LIVE_POOLS) if p._pid == os.getpid()]
+    return [p for p in list(_LIVE_POOLS)
+            if p._pid == os.getpid() and p._state in ("new", "running", "closing")]
 
 
 class WorkerPool(Dispatcher, Scheduling, Lifecycle):
     """A pool of warm worker processes; the module docstring lists its guarantees.
+
+    ``name`` labels telemetry and errors. ``size``: workers (default: one per CPU).
+    ``env``: extra environment variables of the workers (set before ``preload``, so
+    ``OMP_NUM_THREADS`` works). ``preload``: modules imported once in the zygote and inherited
+    warm. ``max_tasks_per_worker`` / ``max_rss_mb``: recycle a worker after that many tasks or
+    above that resident memory. ``task_timeout``: default per-task timeout in seconds.
+    ``max_queue``: tasks that may wait before ``submit`` blocks (``queue_timeout``: then raise
+    ``PoolError`` after that many seconds). ``max_attempts``: runs of a task whose worker dies.
+    ``start="eager"`` starts the processes now, in the background; ``"lazy"`` on first use.
+    ``cancel_grace``: seconds a cancelled task has to stop before its worker is killed.
+    ``health_interval``: seconds between pings of idle workers. ``task_events``: see above.
 
     >>> pool = WorkerPool("optimizer", size=1, env={"OMP_NUM_THREADS": "1"})
     >>> pool.submit(sum, [1, 2, 3], timeout=10).result()
@@ -87,9 +103,12 @@ class WorkerPool(Dispatcher, Scheduling, Lifecycle):
                  task_timeout: float | None = None, max_queue: int = 10_000,
                  max_attempts: int = 2, start: str = "lazy", *,
                  queue_timeout: float | None = None, cancel_grace: float = 0.5,
-                 health_interval: float = 10.0, task_events: bool = True) -> None:
+                 health_interval: float = 10.0, task_events: bool | str = True) -> None:
         if start not in ("lazy", "eager"):
             raise ConfigurationError(f"start={start!r} is not valid; use 'lazy' or 'eager'.")
+        if task_events not in (True, False, "all"):
+            raise ConfigurationError(f"task_events={task_events!r} is not valid; use True "
+                                     "(task_finished events), 'all' or False.")
         self.name = str(name)
         self.size = _positive_int("size", (os.cpu_count() or 1) if size is None else size)
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
@@ -338,20 +357,21 @@ class WorkerPool(Dispatcher, Scheduling, Lifecycle):
         return task
 
     def _enqueue(self, task: Task) -> None:
+        """Send ``task`` to a worker that can take it now, else queue it (back-pressure)."""
         try:
             with self._locked():
                 self._check_usable()
                 if self._queued >= self.max_queue:
                     self._wait_for_room()
                 self._ensure_started()
+                if self.task_events == "all":
+                    self._event("pool.task_queued", task=task.id, name=task.name)
                 idle = None if self._queue else self._idle_worker(task)
                 if idle is not None:
                     self._send(idle, task)
                 else:
                     self._queue.append(task)
                     self._queued += 1
-                if self.task_events:
-                    self._event("pool.task_queued", task=task.id, name=task.name)
         except BaseException:
             self._abandon(task)
             raise

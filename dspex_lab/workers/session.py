@@ -25,7 +25,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from dspex_lab.errors import PoolError, WorkerCrashed
-from dspex_lab.workers._task import dump_fn, fn_name
+from dspex_lab.workers._functions import dump_fn, fn_name
 from dspex_lab.workers.worker import stored
 
 if TYPE_CHECKING:

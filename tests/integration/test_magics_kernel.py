@@ -56,3 +56,23 @@ def test_dspex_cell_in_a_real_kernel(tmp_path):
     printed = "".join(o.get("text", "") for o in nb.cells[3].outputs if o.output_type == "stream"
                       and o.name == "stdout")
     assert printed.strip().endswith("Paris ['5'] DataFrame")
+
+
+def test_loaded_from_ipython_config(tmp_path):
+    """``c.InteractiveShellApp.extensions = ["dspex_lab"]`` and ``c.Dspex.*`` in a profile."""
+    import subprocess
+
+    profile = tmp_path / "profile_default"
+    profile.mkdir()
+    (profile / "ipython_config.py").write_text(
+        'c.InteractiveShellApp.extensions = ["dspex_lab"]\n'
+        'c.Dspex.module = "cot"\nc.Dspex.aliases = {"fast": "openai/gpt-4o-mini"}\n')
+    code = ("ip = get_ipython(); from dspex_lab.config import get_config; cfg = get_config(); "
+            "print(ip.find_cell_magic('dspex') is not None, cfg in ip.configurables, "
+            "cfg.module, cfg.resolve_lm('fast'))")
+    env = dict(os.environ, IPYTHONDIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "-c", code],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1] == "True True cot openai/gpt-4o-mini", \
+        proc.stdout + proc.stderr

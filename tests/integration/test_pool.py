@@ -83,6 +83,19 @@ def test_notebook_style_functions_run_in_workers(pool):
     assert list(pool.map(lambda s: s.upper(), ["a", "b"])) == ["A", "B"]
 
 
+def test_notebook_globals_are_current_at_every_call(pool):
+    scope = {"__name__": "__main__", "LIMIT": 1}
+    exec("def f():\n    return LIMIT\n", scope)  # as a notebook cell defines it
+    f = scope["f"]
+    assert pool.call(f) == 1
+    scope["LIMIT"] = 2
+    assert pool.call(f) == 2
+    scope["LIMIT"] = [3]
+    assert pool.call(f) == [3]
+    scope["LIMIT"].append(4)  # changed in place
+    assert pool.call(f) == [3, 4]
+
+
 def test_main_module_functions_run_in_workers(tmp_path):
     script = tmp_path / "nb.py"
     script.write_text(
@@ -227,11 +240,15 @@ def test_telemetry_reports_tasks_and_sessions(pool):
 
     seen = []
     unsubscribe = telemetry.subscribe(seen.append)
+    pool.task_events = "all"
     try:
         pool.call(echo, 1)
         with pool.session() as s:
             s.submit(echo, 2).result(timeout=10)
+        pool.task_events = True
+        pool.call(echo, 3)
     finally:
+        pool.task_events = True
         unsubscribe()
     kinds = {e.kind for e in seen}
     assert {"pool.task_queued", "pool.task_started", "pool.task_finished",
@@ -239,6 +256,8 @@ def test_telemetry_reports_tasks_and_sessions(pool):
     done = [e.fields for e in seen if e.kind == "pool.task_finished"]
     assert done[0]["pool"] == "test" and done[0]["error"] is None
     assert done[0]["worker"] in live_pids(pool) and done[0]["duration_ms"] >= 0
+    assert done[0]["name"] == "_pool_tasks.echo" and done[0]["queue_ms"] >= 0
+    assert len(done) == 3 and sum(e.kind == "pool.task_queued" for e in seen) == 2
 
 
 def test_named_pools_come_from_the_registry():

@@ -35,6 +35,10 @@ lab: $(STAMP)
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
+## Build the documentation site into site/ (offline; warnings are errors).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
+
 ## Rebuild the prebuilt JupyterLab extension (node + npm registry) and reinstall it.
 extension: $(STAMP)
 	cd extensions/dspex-lab && PATH=$(CURDIR)/$(VENV)/bin:$$PATH jlpm install && PATH=$(CURDIR)/$(VENV)/bin:$$PATH jlpm build

@@ -131,3 +131,12 @@ def test_distributed_kind_comes_from_the_pool(monkeypatch):
     router.register("double", "pool", double_pool)
     assert router.plan("double").implementation == "distributed"
     assert router.call("double", 1, implementation="distributed") == 1002
+
+
+def test_builtin_operations_are_registered_before_any_call():
+    from dspex_lab.router import get_router
+
+    names = set(get_router().operations())
+    assert {"predict", "chain_of_thought", "react", "run", "optimize", "metric.f1",
+            "template.render"} <= names
+    assert get_router().plan("metric.f1").implementation == "native"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,10 +133,19 @@ class Router:
 
 
 _ROUTER = Router()
+_BUILTIN_MODULES = ("dspex_lab.calls", "dspex_lab.native", "dspex_lab.optimize",
+                    "dspex_lab.batch")
+_builtins_loaded = False
 
 
 def get_router() -> Router:
-    """The process-wide router that every public operation goes through."""
+    """The process-wide router that every public operation goes through (with the built-in
+    operations — predict, chain_of_thought, react, metrics, templates, optimize — registered)."""
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
     return _ROUTER
 
 

@@ -155,6 +155,11 @@ class Dispatcher:
             log.warning("pool %r: worker %s answered a request it was not given", self.name,
                         w.pid)
             return
+        if msg.get("id") not in (None, w.inflight[0].id):  # out of step: start afresh
+            log.warning("pool %r: worker %s answered request %s, expected %s; replacing it",
+                        self.name, w.pid, msg.get("id"), w.inflight[0].id)
+            self._kill(w, "protocol out of step")
+            return
         task = w.inflight.popleft()
         now = time.monotonic()
         w.last_active = now

@@ -119,7 +119,8 @@ class Lifecycle:
             cell = mmap.mmap(memfd, 8)
             fds.append(memfd)
         try:
-            self._zygote.fork(next(self._tokens), fds, os.getcwd())
+            cwd = os.getcwd()
+            self._zygote.fork(next(self._tokens), fds, cwd)
         except OSError:  # the zygote is gone: its EOF is handled, then we try again
             parent.close()
             if cell is not None:
@@ -129,7 +130,7 @@ class Lifecycle:
             child.close()
             if memfd >= 0:
                 os.close(memfd)
-        w = WorkerHandle(parent, cell)
+        w = WorkerHandle(parent, cell, where=(self._zygote.sys_path, cwd))
         self._workers.append(w)
         self._by_fd[parent.fileno()] = w
         self._poller.register(parent.fileno(), select.POLLIN)

@@ -9,6 +9,8 @@ dispatcher's reads. Methods run with the pool lock held unless they say otherwis
 from __future__ import annotations
 
 import itertools
+import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,11 @@ class Scheduling:
         if len(w.inflight) == 1:
             task.started = time.monotonic()
             w.state = "busy"
+        here = (tuple(sys.path), os.getcwd())
+        if here != w.where:  # the notebook changed sys.path or the folder since: follow it
+            w.where = here
+            self._write(w, _wire.pack({"op": "path", "sys_path": list(here[0]),
+                                       "cwd": here[1]}))
         token = task.fn_token
         if token is not None:
             if token in w.fns:

@@ -102,6 +102,7 @@ class WorkerHandle:
     last_active: float = field(default_factory=time.monotonic)
     kill_reason: str | None = None
     kill_deadline: float | None = None  # SIGKILL if still alive then (cancel, exit)
+    where: tuple[Any, str] = ((), "")  # (sys.path, cwd) the worker imports from
     outq: deque[bytes] = field(default_factory=deque)  # frames to write, in inflight order
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -49,6 +49,7 @@ class Zygote:
         self.ready_at = 0.0
         self.import_seconds: float | None = None
         self.preload_errors: list[str] = []
+        self.sys_path: tuple[str, ...] = ()  # the kernel's when the zygote started
 
     @property
     def pid(self) -> int | None:
@@ -71,6 +72,7 @@ class Zygote:
         self.conn = parent
         self.ready = False
         self.started_at = time.monotonic()
+        self.sys_path = tuple(sys.path)
         parent.send({"op": "init", "sys_path": list(sys.path), "preload": list(self.preload),
                      "name": self.name})
 

@@ -7,6 +7,7 @@ request, in order, with one reply carrying the request's ``id``:
     {"op": "call", "id": 7, "fb": <cloudpickled fn>, "a": [...], "k": {...}}
                                             ->  {"id": 7, "value": ..., "ms": 0.1}
     {"op": "def", "fk": 3, "fb": ...}       remember a function for the ``fk`` token (no reply)
+    {"op": "path", "sys_path": [...], "cwd": "..."}   follow the kernel's sys.path (no reply)
     {"op": "store"|"scall"|"sdrop", "sid": "s1", ...}   session objects (see ``session.py``)
     {"op": "ping", "id": 8}                 ->  {"id": 8, "op": "pong", "rss": ...}
     {"op": "exit"}                          the worker exits
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import mmap
 import os
 import signal
@@ -173,13 +175,21 @@ class _Worker:
                 tid = protocol.frame_info(data).id
             except Exception:
                 tid = None
-            return reply_error(tid, _decode_error(exc))
+            # a request without an id expects no reply (a "def"): answering would put the
+            # replies out of step with the kernel's list of requests
+            return None if tid is None else reply_error(tid, _decode_error(exc))
         op = msg.get("op", "call")
         tid = msg.get("id")
         if op == "call":
             return self.run_task(tid, msg, msg.get("sid"))
         if op == "def":
             self.remember(msg["fk"], msg["fb"])
+            return None
+        if op == "path":  # the kernel's sys.path or folder changed (no reply)
+            sys.path[:] = msg["sys_path"]
+            with contextlib.suppress(OSError):
+                os.chdir(msg["cwd"])
+            importlib.invalidate_caches()
             return None
         if op == "ping":
             return {"id": tid, "op": "pong", "rss": _rss()}
@@ -189,8 +199,12 @@ class _Worker:
             raise _Exit
         return reply_error(tid, PoolError(f"Unknown request {op!r} sent to a worker."))
 
-    def remember(self, token: int, blob: bytes) -> Callable[..., Any]:
-        fn = cloudpickle.loads(blob)
+    def remember(self, token: int, blob: bytes) -> Callable[..., Any] | BaseException:
+        """Unpickle a map's function once; a failure is kept and raised by its tasks."""
+        try:
+            fn: Callable[..., Any] | BaseException = cloudpickle.loads(blob)
+        except Exception as exc:
+            fn = _decode_error(exc)
         self.fns[token] = fn
         while len(self.fns) > FN_CACHE_SIZE:
             self.fns.popitem(last=False)
@@ -208,11 +222,13 @@ class _Worker:
             return lambda: self.drop(msg["sid"])
         if "fb" in msg:
             blob = msg["fb"]
-            if "fk" in msg:
-                return self.remember(msg["fk"], blob)
             fn = self.blobs.get(blob)  # the same bytes: the same function, globals included
             if fn is None:
-                fn = self.blobs[blob] = cloudpickle.loads(blob)
+                try:
+                    fn = cloudpickle.loads(blob)
+                except Exception as exc:
+                    raise _decode_error(exc) from exc
+                self.blobs[blob] = fn
                 if len(self.blobs) > FN_CACHE_SIZE:
                     self.blobs.popitem(last=False)
             return fn
@@ -220,6 +236,8 @@ class _Worker:
         if fn is None:
             raise PoolError(f"The worker does not know function token {msg['fk']}.")
         self.fns.move_to_end(msg["fk"])
+        if isinstance(fn, BaseException):
+            raise fn
         return fn
 
     def run_task(self, tid: int, msg: dict[str, Any], sid: str | None) -> dict[str, Any]:
@@ -278,6 +296,7 @@ class _Exit(Exception):
 
 
 def _decode_error(exc: BaseException) -> BaseException:
+    """A clear error for a task (or its function) that cannot be unpickled in the worker."""
     err = TypeError(f"The worker could not decode the task ({type(exc).__name__}: {exc}). "
                     "If it names a module, make that module importable in the workers "
                     "(install it, or add its folder to sys.path before the pool starts).")

@@ -6,6 +6,7 @@ settings make their own small pool.
 
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -294,3 +295,35 @@ def test_a_frozen_worker_fails_its_health_check_and_is_replaced():
         assert p.status()["restarts"] == 1
         assert p.call(pid_after, 1)[1] != pid
         assert not _alive(pid)
+
+
+def test_workers_follow_sys_path_changes_made_after_they_started(pool, tmp_path):
+    (tmp_path / "late_module_4242.py").write_text("def triple(x):\n    return 3 * x\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import late_module_4242
+
+        assert pool.call(late_module_4242.triple, 2) == 6
+        assert list(pool.map(late_module_4242.triple, [1, 2])) == [3, 6]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("late_module_4242", None)
+
+
+def test_a_function_the_workers_cannot_import_fails_clearly(pool, tmp_path):
+    pkg = tmp_path / "kernel_only_4242.py"
+    pkg.write_text("def f(x):\n    return x\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import kernel_only_4242
+    finally:
+        sys.path.remove(str(tmp_path))
+    pkg.unlink()
+    try:
+        with pytest.raises(RemoteError, match="could not decode the task"):
+            pool.call(kernel_only_4242.f, 1)
+        with pytest.raises(RemoteError, match="could not decode the task"):
+            list(pool.map(kernel_only_4242.f, [1, 2]))
+    finally:
+        sys.modules.pop("kernel_only_4242", None)
+    assert pool.call(echo, 1) == 1

@@ -15,5 +15,14 @@ from dspex_lab.telemetry.bus import (
     subscribe,
     summary,
 )
+from dspex_lab.telemetry.export import export
 
-__all__ = ["Event", "clear", "emit", "events", "get_bus", "redact", "subscribe", "summary"]
+__all__ = ["Event", "clear", "emit", "events", "export", "export_to_otel", "get_bus", "redact",
+           "subscribe", "summary"]
+
+
+def export_to_otel(*args, **kwargs):
+    """Export events as OpenTelemetry spans (needs ``opentelemetry-sdk``); see ``otel``."""
+    from dspex_lab.telemetry.otel import export_to_otel as _export
+
+    return _export(*args, **kwargs)

@@ -24,13 +24,14 @@ BACKENDS = ("local", "dask")
 def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None,
               pools: Mapping[str, Mapping[str, Any] | None] | None = None,
               backend: str | None = None, address: str | None = None, client: Any = None,
-              redact_prompts: bool | None = None, **lm_kwargs: Any) -> None:
+              cluster: Mapping[str, Any] | None = None, redact_prompts: bool | None = None, **lm_kwargs: Any) -> None:
     """Configure dspex_lab; only the groups you pass change.
 
     ``lm``/``lms``/``**lm_kwargs``: the default and named LMs (any litellm model string).
     ``pools``: ``{"name": {"size": 4, "task_timeout": 60, ...}}`` (None removes a pool).
     ``backend``: ``"local"`` (worker processes here) or ``"dask"`` (with ``address`` of a
-    scheduler, a ready ``client``, or neither for a ``LocalCluster``).
+    scheduler, a ready ``client``, or neither for a ``LocalCluster`` whose options are
+    ``cluster``, e.g. ``{"n_workers": 1, "threads_per_worker": 8}``).
     ``redact_prompts``: keep prompt and response text out of telemetry.
     """
     if backend is None and (address is not None or client is not None):
@@ -49,7 +50,7 @@ def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None,
     if backend == "dask":
         from dspex_lab.distributed import use_dask
 
-        use_dask(client=client, address=address)
+        use_dask(client=client, address=address, **dict(cluster or {}))
     elif backend == "local":
         from dspex_lab.distributed import use_local
 

@@ -51,6 +51,11 @@ def get_pool(name: str = "general") -> WorkerPool:
     remote = _backend_pool(name)
     if remote is not None:  # dspex_lab.configure(backend="dask"): the cluster runs the tasks
         return remote
+    from dspex_lab.distributed import backend_pool
+
+    remote = backend_pool(name)  # the Dask backend, when configure(backend="dask") chose it
+    if remote is not None:
+        return remote
     with _lock:
         pool = _pools.get(name)
         if pool is not None and pool._state in ("new", "running"):

@@ -76,7 +76,7 @@ def test_dspex_errors_keep_their_type(pool):
 
 
 def test_timeout_cancels_and_pool_recovers(pool):
-    with pytest.raises(TaskTimeout, match="timeout of 0.3 s"):
+    with pytest.raises(TaskTimeout, match=r"timeout of 0\.3 s"):
         pool.call(slow, 5, timeout=0.3)
     assert pool.call(square, 3) == 9
 
@@ -94,3 +94,19 @@ def test_status_has_the_local_pool_shape(pool):
     assert status["size"] == 2 and status["alive"] == 2
     assert {"name", "busy", "queued", "tasks_done", "restarts", "workers"} <= set(status)
     assert status["tasks_done"] >= 1
+
+
+def test_configure_backend_dask_routes_every_pool_there(client):
+    import dspex_lab
+    from dspex_lab.router import get_router
+    from dspex_lab.workers import get_pool
+
+    dspex_lab.configure(backend="dask", client=client)
+    try:
+        pool = get_pool("general")
+        assert pool.kind == "distributed" and get_pool("general") is pool
+        assert get_router().plan("predict", implementation="pool").implementation == "distributed"
+        assert pool.call(square, 4) == 16
+    finally:
+        dspex_lab.configure(backend="local")
+    assert getattr(get_pool("general"), "kind", "pool") == "pool"

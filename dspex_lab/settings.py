@@ -24,7 +24,8 @@ BACKENDS = ("local", "dask")
 def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None,
               pools: Mapping[str, Mapping[str, Any] | None] | None = None,
               backend: str | None = None, address: str | None = None, client: Any = None,
-              cluster: Mapping[str, Any] | None = None, redact_prompts: bool | None = None, **lm_kwargs: Any) -> None:
+              cluster: Mapping[str, Any] | None = None, redact_prompts: bool | None = None,
+              **lm_kwargs: Any) -> None:
     """Configure dspex_lab; only the groups you pass change.
 
     ``lm``/``lms``/``**lm_kwargs``: the default and named LMs (any litellm model string).

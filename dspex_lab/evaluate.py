@@ -109,11 +109,10 @@ class EvaluationResult:
         return "EvaluationResult(" + ", ".join(f"{k}={v}" for k, v in self._summary()) + ")"
 
     def _repr_html_(self) -> str:
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-                        for k, v in self._summary())
+        from dspex_lab.display._html import table
+
         out = [f"<div class='dspex-evaluation'><b>Evaluation</b> of "
-               f"<code>{html.escape(self.program)}</code><table>{cells}</table>"]
+               f"<code>{html.escape(self.program)}</code>{table(self._summary())}"]
         failures = self.failures()
         if len(failures):
             out.append(f"<details><summary>First failures ({len(failures)} in all; "

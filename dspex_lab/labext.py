@@ -25,6 +25,7 @@ from typing import Any
 
 from dspex_lab import telemetry
 from dspex_lab.telemetry import Event
+from dspex_lab.telemetry.bus import finite_number
 
 __all__ = [
     "COMM_TARGET",
@@ -45,15 +46,6 @@ _IN_FLIGHT = 64
 _POOL_KEYS = ("name", "size", "alive", "busy", "queued", "tasks_done", "restarts")
 _channels: dict[str, LabChannel] = {}
 _channels_lock = threading.Lock()
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None for anything else (missing, NaN, a string)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _plain(value: Any) -> Any:
@@ -92,8 +84,8 @@ class TelemetryAggregator:
             self.calls += 1
             tokens = self._tokens(fields)
             self.tokens += tokens or 0
-            self.cost += _number(fields.get("cost")) or 0.0
-            latency = _number(fields.get("latency_ms"))
+            self.cost += finite_number(fields.get("cost")) or 0.0
+            latency = finite_number(fields.get("latency_ms"))
             if latency is not None:
                 self._latency_sum += latency
                 self._latency_n += 1
@@ -122,9 +114,9 @@ class TelemetryAggregator:
 
     @staticmethod
     def _tokens(fields: dict[str, Any]) -> int | None:
-        parts = [_number(fields.get(k)) for k in ("prompt_tokens", "completion_tokens")]
+        parts = [finite_number(fields.get(k)) for k in ("prompt_tokens", "completion_tokens")]
         if all(p is None for p in parts):
-            total = _number(fields.get("total_tokens") or fields.get("tokens"))
+            total = finite_number(fields.get("total_tokens") or fields.get("tokens"))
             return None if total is None else int(total)
         return int(sum(p or 0 for p in parts))
 
@@ -135,8 +127,8 @@ class TelemetryAggregator:
         error = f.get("error")
         latency = f.get("latency_ms", f.get("duration_ms"))
         return {"kind": event.kind, "ts": event.ts, "label": str(label),
-                "latency_ms": _number(latency), "tokens": cls._tokens(f),
-                "cost": _number(f.get("cost")), "error": str(error)[:200] if error else None}
+                "latency_ms": finite_number(latency), "tokens": cls._tokens(f),
+                "cost": finite_number(f.get("cost")), "error": str(error)[:200] if error else None}
 
 
 def pool_status() -> list[dict[str, Any]]:

@@ -14,7 +14,6 @@ state.
 
 from __future__ import annotations
 
-import html
 import importlib
 import json
 import sys
@@ -140,10 +139,9 @@ class CompiledProgram:
         return "CompiledProgram(" + ", ".join(f"{k}={v}" for k, v in self._summary()) + ")"
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
-                       for k, v in self._summary())
-        return f"<div class='dspex-compiled'><b>Compiled program</b><table>{rows}</table></div>"
+        from dspex_lab.display._html import box, table
+
+        return box("compiled", table(self._summary()), title="Compiled program")
 
 
 def predictor_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:

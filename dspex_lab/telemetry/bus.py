@@ -7,6 +7,7 @@ one call per subscriber); a failing subscriber is logged and never breaks the ca
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -44,6 +45,15 @@ def _redact_text(text: str) -> str:
     if "sk-" not in text and "Bearer" not in text:  # the cheap test first: emit is hot
         return text
     return _SECRET_VALUES.sub("***", text)
+
+
+def finite_number(value: Any) -> float | None:
+    """An event field as a finite float, or None (missing, NaN, a string): for aggregators."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def redact(value: Any, key: str = "") -> Any:

@@ -20,7 +20,6 @@ trimmed to the last ``window_s`` seconds. Pool workers come from ``pool_status()
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from dspex_lab.telemetry import Event
+from dspex_lab.telemetry.bus import finite_number
 from dspex_lab.widgets.triage import classify_error
 
 __all__ = ["DashboardStats"]
@@ -84,10 +84,10 @@ class DashboardStats:
             return
         if self.t0 is None:
             self.t0 = ts
-        latency = _number(f.get("latency_ms"))
-        prompt = int(_number(f.get("prompt_tokens")) or 0)
-        completion = int(_number(f.get("completion_tokens")) or 0)
-        cost = _number(f.get("cost")) or 0.0
+        latency = finite_number(f.get("latency_ms"))
+        prompt = int(finite_number(f.get("prompt_tokens")) or 0)
+        completion = int(finite_number(f.get("completion_tokens")) or 0)
+        cost = finite_number(f.get("cost")) or 0.0
         self.calls += 1
         self.prompt_tokens += prompt
         self.completion_tokens += completion
@@ -176,9 +176,3 @@ class DashboardStats:
                 "cost": (self._dropped[1] + np.cumsum(rows[:, 3])).tolist()}
 
 
-def _number(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

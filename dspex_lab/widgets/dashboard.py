@@ -44,6 +44,8 @@ class TelemetryDashboard(w.VBox):
     the telemetry buffer; ``pools``: show pool workers (from ``pool_status()``).
     """
 
+    _unsubscribe = None  # set once subscribed; close() works even if __init__ failed early
+
     def __init__(self, *, interval: float = 0.5, backfill: bool = False, pools: bool = True,
                  height: int = 640) -> None:
         self.stats = DashboardStats()

@@ -1,6 +1,6 @@
 """Embedded LM server speed: sequential keep-alive round trips and DSPy batch throughput.
 
-    $ python bench/lm_server.py [--requests 300] [--rows 200]
+    $ python bench/bench_lm_server.py [--requests 300] [--rows 200]
 
 Baselines are measured in the same run:
 * round trips: a plain ``http.server`` handler (Nagle on, headers and body written separately,

@@ -35,7 +35,8 @@ def test_dspex_cell_in_a_real_kernel(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
-                                                       os.environ.get("PYTHONPATH", "")]))
+                                                       os.environ.get("PYTHONPATH", "")]),
+               DSPEX_CACHE_DIR=str(tmp_path / "cache"), DSPY_CACHEDIR=str(tmp_path / "dspy"))
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.km = client.create_kernel_manager()

@@ -62,7 +62,9 @@ def _native_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: 
     if cache:
         hit = get_cache().get(_key(program, inputs, lm, adapter, temperature))
         if hit is not None:
-            return {**hit, "cached": True, "latency_ms": 0.0}
+            # a cache hit spends nothing: report zero tokens and cost, as batch runs do
+            return {**hit, "cached": True, "latency_ms": 0.0, "prompt_tokens": 0,
+                    "completion_tokens": 0, "cost": 0.0}
     if inline:
         return _run_translating_lm_errors(program, inputs, lm, adapter, temperature)
     raise NotImplementedError("not in the cache")

@@ -34,6 +34,7 @@ def test_predict_runs_in_a_worker_then_hits_the_cache(dspy_lm, lm_server):
     again = dspex_lab.predict("question -> answer", question="What is the capital of France?",
                               lm=dspy_lm)
     assert again.answer == "Paris" and again._dspex.route == "native" and again._dspex.cached
+    assert (again._dspex.prompt_tokens, again._dspex.cost) == (0, 0.0)  # a hit spends nothing
     assert lm_server.stats()["requests"] == stats["requests"]  # no second LM call
     assert routes("predict") == ["pool", "native"]
 

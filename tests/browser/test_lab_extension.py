@@ -130,3 +130,40 @@ def test_highlighting_panel_and_commands(lab, page, artifacts):
     expect(status).to_have_text("Live", timeout=20_000)
     expect(total(page, "calls")).to_have_text("0")
     assert page.js_errors == []
+
+
+BATCH_CELLS = [
+    "%load_ext dspex_lab",
+    "import pandas as pd, dspex_lab\n"
+    "from dspex_lab.workers import configure_pools\n"
+    "configure_pools({'general': {'size': 1}})\n"
+    "dspex_lab.configure(lm='embedded')\n"
+    "df = pd.DataFrame({'question': [f'What is {i} + 1?' for i in range(12)]\n"
+    "                  + ['Boom [[fail:500]]']})\n"
+    "res = dspex_lab.run('question -> answer', df, progress=False, cache=False, max_retries=0)\n"
+    "print('batch done', len(res), int(res['error'].notna().sum()))",
+]
+
+
+@pytest.mark.timeout(150)
+def test_panel_follows_a_real_batch_run(lab, page, artifacts):
+    """The panel, fed over the comm by a real ``dspex_lab.run`` on the worker pool."""
+    from playwright.sync_api import expect
+
+    lab.open(page, lab.write_notebook("dspex_batch.ipynb", BATCH_CELLS))
+    page.evaluate("jupyterapp.commands.execute('dspex:show-panel')")
+    status = page.locator(f"{PANEL} .jp-DSPexPanel-status")
+    run_cell(page, 0)                       # %load_ext registers the comm target
+    expect(status).to_have_text("Live", timeout=30_000)
+    expect(total(page, "calls")).to_have_text("0")
+    run_cell(page, 1)
+    expect(page.locator(".jp-OutputArea-output").filter(has_text="batch done 13 1")) \
+        .to_have_count(1, timeout=90_000)
+    expect(total(page, "calls")).to_have_text("13", timeout=20_000)
+    expect(total(page, "errors")).to_have_text("1")
+    # real usage from the embedded LM (~150 tokens a row), shown abbreviated: "1.9k"
+    expect(total(page, "tokens")).to_have_text(re.compile(r"^\d(\.\d)?k$"))
+    pools = page.locator(f"{PANEL} .jp-DSPexPanel-pools tbody tr")
+    expect(pools.filter(has_text="general")).to_have_count(1, timeout=20_000)
+    page.locator(PANEL).screenshot(path=artifacts / "lab_extension_batch_panel.png")
+    assert page.js_errors == []

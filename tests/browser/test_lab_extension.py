@@ -1,7 +1,7 @@
 """The prebuilt dspex-lab JupyterLab extension in a real browser: highlighting, panel, commands.
 
 Screenshots: test-artifacts/lab_extension_full.png, lab_extension_cell.png,
-lab_extension_panel.png.
+lab_extension_panel.png, lab_extension_batch_panel.png (the panel during a real batch run).
 """
 
 from __future__ import annotations

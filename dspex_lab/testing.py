@@ -25,7 +25,7 @@ from typing import Any
 
 from dspex_lab.lm_server import DEFAULT_MODEL, LMServer
 
-__all__ = ["embedded_lm", "make_lm", "running_server"]
+__all__ = ["embedded_lm", "fresh_run_state", "make_lm", "make_spec", "running_server"]
 
 
 @contextmanager
@@ -56,3 +56,25 @@ def embedded_lm(*, model: str = DEFAULT_MODEL, lm_kwargs: dict[str, Any] | None 
     """
     with running_server(mode=mode, **server_options) as server:
         yield server, make_lm(server, model, **(lm_kwargs or {}))
+
+
+def make_spec(server: LMServer, model: str = DEFAULT_MODEL) -> Any:
+    """An ``LMSpec`` (what workers build their LM from) pointing at ``server``."""
+    from dspex_lab.lm import LMSpec
+
+    return LMSpec(model, {"api_base": server.url, "api_key": "x"})
+
+
+@contextmanager
+def fresh_run_state(server: LMServer) -> Iterator[LMServer]:
+    """A memory-only result cache and a server with zeroed stats, no latency and no errors,
+    for the block; the default cache comes back afterwards."""
+    from dspex_lab.cache import ResultCache, set_cache
+
+    set_cache(ResultCache(path=None))
+    server.reset()
+    server.configure(latency_ms=0.0, error_rate=0.0)
+    try:
+        yield server
+    finally:
+        set_cache(None)

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 
 import dspex_lab.batch as batch
-from dspex_lab.cache import ResultCache, set_cache
 from dspex_lab.errors import ConfigurationError
-from dspex_lab.lm.config import EMBEDDED_MODEL, LMSpec
-from dspex_lab.testing import running_server
+from dspex_lab.lm.config import EMBEDDED_MODEL
+from dspex_lab.testing import fresh_run_state, make_spec, running_server
 from dspex_lab.widgets.batch_job import LIVE_ROWS, BatchJob, CancellablePool, not_run
 from dspex_lab.widgets.batch_runner import BatchRunner
 
@@ -34,16 +33,13 @@ def pool():
 
 @pytest.fixture(autouse=True)
 def fresh(server):
-    set_cache(ResultCache(path=None))
-    server.reset()
-    server.configure(latency_ms=0.0, error_rate=0.0)
-    yield
-    set_cache(None)
+    with fresh_run_state(server):
+        yield
 
 
 @pytest.fixture
 def spec(server):
-    return LMSpec(EMBEDDED_MODEL, {"api_base": server.url, "api_key": "x"})
+    return make_spec(server, EMBEDDED_MODEL)
 
 
 def questions(n, tag=""):

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 import dspex_lab.batch as batch
-from dspex_lab.cache import ResultCache, set_cache
 from dspex_lab.lm.config import EMBEDDED_MODEL, LMSpec
-from dspex_lab.testing import running_server
+from dspex_lab.testing import fresh_run_state, make_spec, running_server
 from dspex_lab.workers import WorkerPool
 
 RETRY = batch.RetryPolicy(max_retries=3, base_delay=0.002, max_delay=0.02)
@@ -35,16 +34,13 @@ def server():
 @pytest.fixture(autouse=True)
 def fresh(server, tmp_path, monkeypatch):
     monkeypatch.setenv("DSPEX_CACHE_DIR", str(tmp_path))
-    set_cache(ResultCache(path=None))
-    server.reset()
-    server.configure(latency_ms=0.0, error_rate=0.0)
-    yield
-    set_cache(None)
+    with fresh_run_state(server):
+        yield
 
 
 @pytest.fixture
 def spec(server):
-    return LMSpec(EMBEDDED_MODEL, {"api_base": server.url, "api_key": "x"})
+    return make_spec(server, EMBEDDED_MODEL)
 
 
 def questions(n, tag):

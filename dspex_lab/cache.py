@@ -31,8 +31,13 @@ def default_cache_path() -> Path:
 
 def cache_key(program_key: str, inputs: dict[str, Any], lm_key: str, **extra: Any) -> str:
     """A stable key for one call: same program, inputs, LM and options -> same key."""
+    return cache_digest(program_key, inputs, lm_key, **extra).hex()
+
+
+def cache_digest(program_key: str, inputs: dict[str, Any], lm_key: str, **extra: Any) -> bytes:
+    """``cache_key`` as its 32 raw bytes (what batch runs keep per row)."""
     body = json.dumps([program_key, inputs, lm_key, extra], sort_keys=True, default=str)
-    return hashlib.sha256(body.encode()).hexdigest()
+    return hashlib.sha256(body.encode()).digest()
 
 
 class ResultCache:
@@ -57,8 +62,9 @@ class ResultCache:
                 "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)")
         return self._db
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """The cached value for ``key``, or ``default``."""
+    def get(self, key: str, default: Any = None, *, remember: bool = True) -> Any:
+        """The cached value for ``key``, or ``default``; ``remember=False`` does not copy a
+        value found on disk into the memory layer (bulk reads by batch runs)."""
         with self._lock:
             value = self._mem.get(key, _MISSING)
             if value is not _MISSING:
@@ -73,15 +79,16 @@ class ResultCache:
                 self.misses += 1
                 return default
             value = json.loads(row[0])
-            self._remember(key, value)
+            if remember:
+                self._remember(key, value)
             self.hits += 1
             return value
 
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
+    def get_many(self, keys: list[str], *, remember: bool = True) -> dict[str, Any]:
         """The cached values of those keys that are present."""
         found = {}
         for key in keys:
-            value = self.get(key, _MISSING)
+            value = self.get(key, _MISSING, remember=remember)
             if value is not _MISSING:
                 found[key] = value
         return found
@@ -90,12 +97,14 @@ class ResultCache:
         """Store a JSON-able ``value``."""
         self.put_many({key: value})
 
-    def put_many(self, items: dict[str, Any]) -> None:
-        """Store many values in one transaction."""
+    def put_many(self, items: dict[str, Any], *, remember: bool = True) -> None:
+        """Store many values in one transaction. ``remember=False`` writes them to disk only
+        (a batch run's rows would crowd the memory layer); without a disk it is ignored."""
         with self._lock:
-            for key, value in items.items():
-                self._remember(key, value)
             db = self._conn()
+            if remember or db is None:
+                for key, value in items.items():
+                    self._remember(key, value)
             if db is not None and items:
                 db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
                                [(k, json.dumps(v, default=str)) for k, v in items.items()])

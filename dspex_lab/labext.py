@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dspex_lab import telemetry
-from dspex_lab.telemetry import Event
+from dspex_lab.telemetry import CALLS, Event, per_call
 from dspex_lab.telemetry.bus import finite_number
 
 __all__ = [
@@ -80,6 +80,9 @@ class TelemetryAggregator:
         self.events += 1
         fields = event.fields
         error = fields.get("error")
+        if event.kind == CALLS:
+            self._feed_calls(event)
+            return
         if event.kind == "lm.call":
             self.calls += 1
             tokens = self._tokens(fields)
@@ -96,6 +99,32 @@ class TelemetryAggregator:
         if event.kind in _CALL_KINDS:
             self.errors += bool(error)
             self._recent.append(self._call_row(event))
+
+    def _feed_calls(self, event: Event) -> None:
+        """A batch's columnar ``lm.calls``: Arrow sums; only the last rows become recent."""
+        import pyarrow.compute as pc
+
+        table = event.fields.get("calls")
+        if table is None or not table.num_rows:
+            return
+        names = table.column_names
+
+        def total(name: str) -> float:
+            return (pc.sum(table.column(name)).as_py() or 0) if name in names else 0
+
+        self.calls += table.num_rows
+        self.tokens += int(total("prompt_tokens") + total("completion_tokens"))
+        self.cost += float(total("cost"))
+        if "latency_ms" in names:
+            self._latency_sum += float(total("latency_ms"))
+            self._latency_n += table.num_rows - table.column("latency_ms").null_count
+        if "error" in names:
+            self.errors += table.num_rows - table.column("error").null_count
+        tail = Event(CALLS, event.ts, {**event.fields,
+                                       "calls": table.slice(max(0, table.num_rows
+                                                                - self._recent.maxlen))})
+        for call in per_call(tail):
+            self._recent.append(self._call_row(call))
 
     def feed_all(self, events: Iterable[Event]) -> None:
         for event in events:

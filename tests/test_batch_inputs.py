@@ -55,6 +55,24 @@ def test_row_keys_match_single_calls_and_flag_rows_that_do_not_fit():
                                 adapter=None, temperature=None)
     assert keys[1] is None and list(invalid) == [1]
     assert invalid[1].startswith("ValidationError") and "question" in invalid[1]
+    assert len(keys) == 2 and keys.digests.nbytes == 64  # 32 bytes a row
+
+
+def test_ordered_chains_parts_in_row_order_and_sorts_the_others():
+    from dspex_lab.batch.frame import ordered, result_part
+
+    first = result_part([0, 1], {"answer": ["a", "b"]}, errors=[None, None])
+    second = result_part([2, 3], {"answer": ["c", "d"]}, errors=[None, "x"])
+    chained = ordered([second, first], ("answer",), 4)  # finished out of order
+    assert chained.column("answer").to_pylist() == ["a", "b", "c", "d"]
+    # consecutive parts are chained, not copied: the answers are the parts' own buffers
+    assert chained.column("answer").chunks[0].buffers()[2].address == \
+        first.column("answer").chunks[0].buffers()[2].address
+    mixed = ordered([result_part([1, 3], {"answer": ["b", "d"]}, errors=[None, None]),
+                     result_part([0, 2], {"answer": ["a", "c"]}, errors=[None, None])],
+                    ("answer",), 4)
+    assert mixed.column("answer").to_pylist() == ["a", "b", "c", "d"]
+    assert mixed.column("error").to_pylist() == [None] * 4
 
 
 def test_a_module_without_signature_reads_its_forward_parameters():

@@ -4,6 +4,7 @@
 """
 
 import concurrent.futures as cf
+import threading
 import time
 import warnings
 
@@ -264,6 +265,69 @@ def test_telemetry_events(spec, pool):
     assert len(calls) == 3 and set(calls["route"]) == {"pool"}
     assert set(calls["pool"]) == {"ThreadPoolExecutor"}
     assert calls["prompt_tokens"].gt(0).all() and calls["error"].isna().all()
+    assert sorted(calls["row"]) == [0, 1, 2]
+
+
+def test_calls_are_columnar_events_and_rows_without_a_call_are_skipped_events(server, spec,
+                                                                            pool):
+    telemetry.clear()
+    data = [{"question": f"What is {i} + 1?"} for i in range(6)] + [{"question": None}]
+    with pytest.warns(UserWarning, match="3 rows were not run"):
+        out = go(data, spec, pool, chunk_size=3, budget_usd=1e-9)  # stops after one chunk
+    usage = out.attrs["usage"]
+    assert usage["status"] == "budget" and usage["not_run"] == 3
+    batches = telemetry.get_bus().snapshot(telemetry.CALLS)
+    assert [e.fields["calls"].num_rows for e in batches] == [3]  # one event per part
+    calls = telemetry.events("lm.call")  # expanded: one row per call actually made
+    assert sorted(calls["row"]) == [0, 1, 2] and calls["latency_ms"].gt(0).all()
+    assert server.stats()["requests"] == 3
+    skipped = telemetry.events("run.skipped")
+    assert skipped.groupby("reason")["rows"].sum().to_dict() == {"input": 1, "not_run": 3}
+    assert skipped["error"].str.startswith(("ValidationError", "BudgetExceeded")).all()
+
+
+def test_cancel_set_before_the_run_makes_no_call(server, spec, pool):
+    cancel, parts = threading.Event(), []
+    cancel.set()
+    out = go(questions(5), spec, pool, cancel=cancel, on_part=parts.append)
+    assert out.attrs["usage"]["status"] == "cancelled" and out.attrs["usage"]["not_run"] == 5
+    assert out["error"].str.startswith("Cancelled").all() and parts == []
+    assert server.stats()["requests"] == 0
+
+
+def test_cancel_from_another_thread_keeps_the_finished_rows(server, spec, pool):
+    server.configure(latency_ms=50.0)
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    start = time.perf_counter()
+    out = go(questions(400, " c"), spec, pool, concurrency=4, chunk_size=4, cancel=cancel)
+    timer.cancel()
+    assert time.perf_counter() - start < 3
+    answered = out["error"].isna()
+    assert out.attrs["usage"]["status"] == "cancelled" and 0 < answered.sum() < 400
+    assert out.loc[~answered, "error"].str.startswith("Cancelled").all()
+    assert batch.last_run() is out
+
+
+def test_on_part_sees_every_answered_row_once_and_a_failing_callback_only_warns(spec, pool):
+    df = questions(12)
+    df.loc[105, "question"] = None  # bad inputs are a result too
+    parts = []
+    out = go(df, spec, pool, chunk_size=4, on_part=parts.append)
+    seen = pd.concat(parts)
+    assert sorted(seen.index) == list(df.index)  # indexed like the data
+    assert {"question", "answer", "error", "latency_ms", "cached"} <= set(seen.columns)
+    assert seen.loc[101, "answer"] == "2" and seen.loc[105, "error"].startswith("Validation")
+
+    def broken(frame):
+        raise KeyError("nope")
+
+    with pytest.warns(UserWarning, match="on_part raised KeyError") as caught:
+        again = go(questions(8, " b"), spec, pool, chunk_size=2, on_part=broken)
+    assert len([w for w in caught if "on_part" in str(w.message)]) == 1
+    assert again["error"].isna().all() and again.attrs["usage"]["on_part_failed"]
+    assert out["error"].notna().sum() == 1
 
 
 def test_estimate_from_a_sample(spec, pool):
@@ -279,6 +343,10 @@ def test_estimate_from_a_sample(spec, pool):
 def test_bad_options_are_refused(spec, pool):
     with pytest.raises(Exception, match="on_error"):
         go(questions(1), spec, pool, on_error="ignore")
+    with pytest.raises(Exception, match=r"threading\.Event"):
+        go(questions(1), spec, pool, cancel=True)
+    with pytest.raises(Exception, match="on_part"):
+        go(questions(1), spec, pool, on_part="print")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(Exception, match="transport"):

@@ -32,3 +32,22 @@ def test_disk_layer_survives_a_new_cache_object(tmp_path):
     assert len(second) == 2
     second.clear()
     assert ResultCache(path).get("k1") is None
+
+
+def test_bulk_writes_and_reads_can_bypass_the_memory_layer(tmp_path):
+    disk = ResultCache(tmp_path / "results.sqlite")
+    disk.put_many({"k1": 1, "k2": 2}, remember=False)
+    assert len(disk._mem) == 0 and disk.get_many(["k1", "k2"], remember=False) == {"k1": 1,
+                                                                                  "k2": 2}
+    assert len(disk._mem) == 0
+    assert disk.get("k1") == 1 and list(disk._mem) == ["k1"]  # a single read remembers
+    memory_only = ResultCache(None)
+    memory_only.put_many({"k": 3}, remember=False)  # nowhere else to keep it
+    assert memory_only.get("k") == 3
+
+
+def test_digest_is_the_key_in_bytes():
+    from dspex_lab.cache import cache_digest
+
+    assert cache_digest("p", {"q": "hi"}, "lm", t=1).hex() == cache_key("p", {"q": "hi"}, "lm",
+                                                                       t=1)

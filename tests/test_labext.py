@@ -15,7 +15,7 @@ from comm.base_comm import BaseComm, CommManager
 
 from dspex_lab import labext, telemetry
 from dspex_lab.labext import LabChannel, TelemetryAggregator, register_comm_target
-from dspex_lab.telemetry import Event
+from dspex_lab.telemetry import CALLS, Event
 
 
 class FakeComm:
@@ -130,6 +130,21 @@ def test_aggregator_counts_calls_errors_tokens_and_cost():
     assert recent[1] == {"kind": "lm.call", "ts": 4.0, "label": "m", "latency_ms": 14.0,
                          "tokens": 15, "cost": 0.5, "error": "Timeout"}
     assert recent[2]["label"] == "p" and recent[2]["latency_ms"] == 3.0
+
+
+def test_aggregator_folds_a_batch_calls_event_and_keeps_its_last_rows_recent():
+    import pyarrow as pa
+
+    agg = TelemetryAggregator(recent=2)
+    table = pa.table({"row": [0, 1, 2], "latency_ms": [10.0, 20.0, 30.0],
+                      "prompt_tokens": [4, 4, 4], "completion_tokens": [1, 1, 1],
+                      "cost": [0.5, 0.5, 0.5], "error": [None, None, "Timeout"],
+                      "cached": [False] * 3})
+    agg.feed(Event(CALLS, 1.0, {"model": "m", "route": "pool", "calls": table}))
+    assert agg.totals() == {"calls": 3, "errors": 1, "tokens": 15, "cost": 1.5, "tasks": 0,
+                            "events": 1, "latency_ms": 20.0}
+    assert [r["latency_ms"] for r in agg.recent()] == [20.0, 30.0]
+    assert agg.recent()[-1]["error"] == "Timeout" and agg.recent()[-1]["label"] == "m"
 
 
 def test_aggregator_tolerates_missing_and_odd_fields():

@@ -75,3 +75,64 @@ def test_events_dataframe_and_summary():
     assert row["p50_ms"] == 20.0
     telemetry.clear()
     assert telemetry.events().empty
+
+
+def calls_table(n, error_at=None, start=0):
+    import pyarrow as pa
+
+    return pa.table({"row": list(range(start, start + n)),
+                     "latency_ms": [10.0 + i for i in range(n)],
+                     "prompt_tokens": [3] * n, "completion_tokens": [2] * n,
+                     "cost": [0.25] * n,
+                     "error": [("boom" if i == error_at else None) for i in range(n)],
+                     "cached": [False] * n})
+
+
+def test_a_columnar_calls_event_reads_as_one_call_per_row():
+    from dspex_lab.telemetry.bus import CALLS, per_call
+
+    bus = Bus()
+    event = bus.emit(CALLS, run_id="r", route="pool", calls=calls_table(3, error_at=1))
+    rows = [e.fields for e in per_call(event)]
+    assert [r["row"] for r in rows] == [0, 1, 2] and {r["route"] for r in rows} == {"pool"}
+    assert [r["error"] for r in rows] == [None, "boom", None]
+    assert all(e.kind == "lm.call" for e in per_call(event))
+    assert [e.kind for e in per_call(bus.emit("other", x=1))] == ["other"]
+    assert bus.snapshot("lm.call") == [event]  # asking for calls finds the batch event
+
+
+def test_calls_events_weigh_their_rows_in_the_bound():
+    from dspex_lab.telemetry.bus import CALLS
+
+    bus = Bus(maxlen=10)
+    bus.emit("tick")
+    bus.emit(CALLS, calls=calls_table(6))
+    bus.emit(CALLS, calls=calls_table(4, start=6))
+    assert [e.kind for e in bus.snapshot()] == [CALLS, CALLS]  # 1 + 6 + 4 > 10: tick went
+    bus.emit(CALLS, calls=calls_table(30))
+    assert [e.fields["calls"].num_rows for e in bus.snapshot()] == [30]  # never empty
+
+
+def test_secrets_in_a_calls_table_are_masked():
+    from dspex_lab.telemetry.bus import CALLS
+
+    table = calls_table(2)
+    table = table.set_column(table.column_names.index("error"), "error",
+                             __import__("pyarrow").array(["Invalid key sk-abcdef1234567890",
+                                                         None]))
+    event = Bus().emit(CALLS, calls=table)
+    assert event.fields["calls"].column("error").to_pylist() == ["Invalid key ***", None]
+
+
+def test_events_dataframe_expands_batch_calls(monkeypatch):
+    from dspex_lab.telemetry import bus as module
+
+    monkeypatch.setattr(module, "_BUS", Bus())
+    module.emit("lm.call", model="single", latency_ms=5.0)
+    module.emit(module.CALLS, model="batch", route="pool", calls=calls_table(3))
+    module.emit("run.finished", rows=3)
+    frame = module.events("lm.call")
+    assert frame["model"].tolist() == ["single", "batch", "batch", "batch"]
+    assert frame["row"].dropna().tolist() == [0, 1, 2]
+    assert module.events()["kind"].tolist() == ["lm.call"] * 4 + ["run.finished"]
+    assert module.summary().loc["lm.call", "count"] == 4

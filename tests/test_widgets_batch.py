@@ -3,7 +3,6 @@ embedded LM server with an in-process thread pool (real worker processes:
 tests/integration/test_batch_pool.py covers ``run`` itself)."""
 
 import concurrent.futures as cf
-import threading
 import time
 
 import pandas as pd
@@ -13,7 +12,7 @@ import dspex_lab.batch as batch
 from dspex_lab.errors import ConfigurationError
 from dspex_lab.lm.config import EMBEDDED_MODEL
 from dspex_lab.testing import fresh_run_state, make_spec, running_server
-from dspex_lab.widgets.batch_job import LIVE_ROWS, BatchJob, CancellablePool, not_run
+from dspex_lab.widgets.batch_job import LIVE_ROWS, BatchJob, not_run
 from dspex_lab.widgets.batch_runner import BatchRunner
 
 NO_RETRY = batch.RetryPolicy(max_retries=0)
@@ -54,29 +53,6 @@ def wait_until(predicate, timeout=30.0):
         time.sleep(0.02)
 
 
-# -- CancellablePool ------------------------------------------------------------------------------
-
-def test_cancellable_pool_forwards_and_settles_promptly():
-    seen = []
-    gate = threading.Event()
-    with cf.ThreadPoolExecutor(1) as inner:
-        wrapped = CancellablePool(inner, on_chunk=lambda i, r: seen.append((i, r)))
-        assert wrapped._max_workers == 1 and wrapped.name == "ThreadPoolExecutor"
-        assert wrapped.submit(pow, 2, 5).result(5) == 32
-        assert seen == [(5, 32)]
-        slow = wrapped.submit(gate.wait, 30)
-        queued = wrapped.submit(pow, 2, 3)
-        start = time.perf_counter()
-        wrapped.cancel()
-        for fut in (slow, queued):
-            with pytest.raises(KeyboardInterrupt):
-                fut.result(1)
-        assert time.perf_counter() - start < 1
-        with pytest.raises(KeyboardInterrupt):
-            wrapped.submit(pow, 1, 1)
-        gate.set()
-
-
 # -- BatchJob -------------------------------------------------------------------------------------
 
 def test_job_runs_in_the_background_and_reports_progress(spec, pool):
@@ -93,12 +69,12 @@ def test_job_runs_in_the_background_and_reports_progress(spec, pool):
     live = job.live_frame(max_rows=None)
     assert len(live) == 30 and set(live["answer"]) == set(out["answer"])
     assert list(live.columns[:2]) == ["question", "answer"]
+    assert sorted(live.index) == list(range(30))  # indexed like the data
     assert len(job.live_frame(7)) == 7
     with pytest.raises(ConfigurationError, match="runs once"):
         job.start()
 
 
-@pytest.mark.filterwarnings("ignore:The run was interrupted")
 def test_cancel_stops_promptly_and_keeps_finished_rows(server, spec, pool):
     server.configure(latency_ms=100.0)
     job = BatchJob("question -> answer", questions(300, " slow"), lm=spec, pool=pool,
@@ -108,13 +84,14 @@ def test_cancel_stops_promptly_and_keeps_finished_rows(server, spec, pool):
     job.cancel()
     out = job.wait(30)
     assert time.perf_counter() - start < 3.0
-    assert job.state == "cancelled" and out.attrs["usage"]["status"] == "interrupted"
+    assert job.state == "cancelled" and out.attrs["usage"]["status"] == "cancelled"
     answered = out["error"].isna()
     assert 8 <= answered.sum() < 300
     assert job.done_rows == answered.sum() and job.not_run == 300 - answered.sum()
     good = out[answered]
     assert (good["answer"] == [str(int(q.split()[2]) + 1) for q in good["question"]]).all()
-    assert out.loc[~answered, "error"].str.startswith(("Interrupted", "NotRun")).all()
+    assert out.loc[~answered, "error"].str.startswith("Cancelled").all()
+    assert out.attrs["usage"]["not_run"] == 300 - answered.sum()
     assert batch.last_run() is out
 
 
@@ -127,19 +104,17 @@ def test_job_failure_is_kept_for_wait(spec, pool):
 
 
 def test_live_rows_are_bounded_and_not_run_rows_recognised():
-    import pyarrow as pa
-
     job = BatchJob("question -> answer", questions(1))
     for i in range(30):
-        job._on_chunk(pa.table({"question": [f"q{i}"] * 100}),
-                      pa.table({"question": [str(i)] * 100, "error": [None] * 100}))
+        job._on_part(pd.DataFrame({"question": [f"q{i}"] * 100, "answer": [str(i)] * 100},
+                                  index=range(100 * i, 100 * (i + 1))))
     frame = job.live_frame(max_rows=None)
     assert LIVE_ROWS <= len(frame) < LIVE_ROWS + 100
-    assert list(frame.columns) == ["question", "question_pred", "error"]
-    assert frame["question_pred"].iloc[-1] == "29" and len(job.live_frame(5)) == 5
+    assert list(frame.columns) == ["question", "answer"] and frame.index[-1] == 2999
+    assert frame["answer"].iloc[-1] == "29" and len(job.live_frame(5)) == 5
     errors = pd.DataFrame({"error": [None, "Interrupted: x", "NotRun: y", "BudgetExceeded: z",
-                                     "LMServerError: 500"]})
-    assert not_run(errors).tolist() == [False, True, True, True, False]
+                                     "LMServerError: 500", "Cancelled: w"]})
+    assert not_run(errors).tolist() == [False, True, True, True, False, True]
 
 
 # -- BatchRunner ----------------------------------------------------------------------------------
@@ -167,7 +142,6 @@ def test_runner_picks_data_and_program_from_the_namespace_and_runs(spec, pool):
     runner.close()
 
 
-@pytest.mark.filterwarnings("ignore:The run was interrupted")
 def test_runner_cancel_button_and_triage(server, spec, pool):
     server.configure(latency_ms=100.0)
     data = questions(200, " slow")
@@ -181,7 +155,7 @@ def test_runner_cancel_button_and_triage(server, spec, pool):
     assert runner.job.state == "cancelled" and runner.progress.bar_style == "warning"
     assert runner.progress.value == out["error"].isna().sum() < 200
     assert "not run" in runner.status.value
-    assert "Interrupted" not in runner.table.value and " slow</td>" in runner.table.value
+    assert "Cancelled" not in runner.table.value and " slow</td>" in runner.table.value
     triage_button = runner.extra.children[0]
     triage_button.click()
     view = runner.extra.children[0]

@@ -79,6 +79,25 @@ def test_rows_that_made_no_call_are_only_counted_as_skipped():
     assert stats.series()["calls"] == [1]
 
 
+def test_batch_calls_and_skipped_rows_fold_like_single_events():
+    import pyarrow as pa
+
+    table = pa.table({"row": [0, 1, 2, 3], "latency_ms": [10.0, 20.0, 30.0, 0.0],
+                      "prompt_tokens": [5, 5, 5, 0], "completion_tokens": [1, 1, 1, 0],
+                      "cost": [0.1, 0.1, 0.1, 0.0],
+                      "error": [None, "LMRateLimitError: 429", None, None],
+                      "cached": [False, False, False, True]})
+    stats = DashboardStats()
+    assert stats.add(Event(telemetry.CALLS, 5.0, {"route": "pool", "calls": table}))
+    assert stats.add(Event("run.skipped", 6.0, {"rows": 7, "reason": "not_run"}))
+    assert stats.add(Event("run.skipped", 6.0, {"rows": 2, "reason": "input"}))
+    t = stats.totals()
+    assert (t["calls"], t["errors"], t["cached"], t["skipped"], t["tokens"]) == (4, 1, 1, 9, 18)
+    assert t["cost"] == pytest.approx(0.3) and t["p50_ms"] == 20.0  # cached latency left out
+    assert dict(stats.causes) == {"rate_limit": 1, "not_run": 7, "input": 2}
+    assert dict(stats.routes) == {"pool": 4} and stats.series()["calls"] == [4]
+
+
 def test_old_seconds_are_trimmed_but_running_totals_kept():
     stats = DashboardStats(window_s=5)
     for second in range(20):

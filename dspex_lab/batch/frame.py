@@ -16,13 +16,14 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from dspex_lab.batch.inputs import InputBatch
 from dspex_lab.batch.spill import ROW
 
-__all__ = ["META_COLUMNS", "RESULT_COLUMNS", "assemble", "ordered", "result_part",
+__all__ = ["META_COLUMNS", "RESULT_COLUMNS", "assemble", "ordered", "part_frame", "result_part",
            "to_arrow_values", "usage_totals", "with_rows"]
 
 META_COLUMNS = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost")
@@ -62,11 +63,15 @@ def result_part(rows: Sequence[int], outputs: dict[str, list[Any]], *,
 
 
 def ordered(parts: list[pa.Table], output_names: Sequence[str], n_rows: int) -> pa.Table:
-    """All parts as one table in row order: output columns, then the bookkeeping columns."""
-    parts = [p for p in parts if p.num_rows]
+    """All parts as one table in row order: output columns, then the bookkeeping columns.
+    Parts that are runs of consecutive rows (chunks usually are) are only chained, not
+    copied."""
+    parts = sorted((p for p in parts if p.num_rows), key=lambda p: p.column(ROW)[0].as_py())
     if parts:
         table = pa.concat_tables(parts, promote_options="permissive")
-        table = table.take(pc.sort_indices(table.column(ROW)))
+        rows = table.column(ROW).to_numpy()
+        if not np.array_equal(rows, np.arange(len(rows))):  # else: in order, nothing copied
+            table = table.take(pc.sort_indices(table.column(ROW)))
     else:
         table = pa.table({**{n: pa.array([], pa.string()) for n in output_names},
                           **{k: pa.array([], t) for k, t in _META_TYPES.items()},
@@ -107,6 +112,25 @@ def assemble(batch: InputBatch, results: pa.Table) -> Any:
     out = pd.concat([base, frame], axis=1) if len(base.columns) else frame
     out.attrs = {}
     return out
+
+
+def part_frame(batch: InputBatch, part: pa.Table, rows: Any) -> Any:
+    """One finished part as a DataFrame for ``on_part``: the rows' input fields, then the
+    part's result columns (an output named like an input gets ``_pred``), indexed like the
+    data (positions for an Arrow table or records)."""
+    import pandas as pd
+
+    from dspex_lab.exchange import to_pandas
+
+    inputs = batch.table.take(pa.array(rows))
+    taken = set(inputs.column_names)
+    names = [f"{n}_pred" if n in taken else n for n in part.column_names if n != ROW]
+    columns = [part.column(n) for n in part.column_names if n != ROW]
+    frame = to_pandas(pa.Table.from_arrays([*inputs.columns, *columns],
+                                           names=[*inputs.column_names, *names]))
+    source = batch.source
+    frame.index = source.index[rows] if isinstance(source, pd.DataFrame) else pd.Index(rows)
+    return frame
 
 
 def usage_totals(results: pa.Table, wall_s: float, **extra: Any) -> dict[str, Any]:

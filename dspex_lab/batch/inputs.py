@@ -14,17 +14,18 @@ fit gets its error without an LM call. Cache keys are the same as for single cal
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
-from dspex_lab.cache import cache_key
+from dspex_lab.cache import cache_digest
 from dspex_lab.errors import ValidationError
 from dspex_lab.programs import Program
 
-__all__ = ["InputBatch", "prepare_inputs", "row_keys"]
+__all__ = ["InputBatch", "RowKeys", "prepare_inputs", "row_keys"]
 
 _KEY_BATCH = 2048
 
@@ -104,22 +105,44 @@ def _check_mapping(program: Program, fields: list[str], columns: dict[str, str],
         raise ValidationError(problems, what="input columns")
 
 
+class RowKeys(Sequence):
+    """Every row's cache key, packed: 32 bytes a row (not a 113-byte ``str``); ``keys[i]`` is
+    the hex key, or None for a row whose inputs do not fit the signature."""
+
+    def __init__(self, digests: np.ndarray, valid: np.ndarray) -> None:
+        self.digests = digests
+        self.valid = valid
+
+    def __len__(self) -> int:
+        return len(self.valid)
+
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, int | np.integer):
+            raise TypeError("RowKeys takes one row number at a time")
+        return self.digests[i].tobytes().hex() if self.valid[i] else None
+
+
 def row_keys(program: Program, table: pa.Table, lm_key: str, *, adapter: str | None,
-             temperature: float | None) -> tuple[list[str | None], dict[int, str]]:
+             temperature: float | None) -> tuple[RowKeys, dict[int, str]]:
     """Each row's cache key (the key single calls use), and the rows whose inputs do not fit
     the signature (row -> ``ValidationError: ...``; their key is None)."""
     sig = program.signature
-    keys: list[str | None] = []
+    n = table.num_rows
+    digests = np.zeros((n, 32), dtype=np.uint8)
+    valid = np.ones(n, dtype=bool)
     invalid: dict[int, str] = {}
+    i = 0
     for batch in table.to_batches(_KEY_BATCH):
         for row in batch.to_pylist():
             if sig is not None:
                 try:
                     row = sig.validate_inputs(row)
                 except ValidationError as exc:
-                    invalid[len(keys)] = f"ValidationError: {exc}"
-                    keys.append(None)
+                    invalid[i] = f"ValidationError: {exc}"
+                    valid[i] = False
+                    i += 1
                     continue
-            keys.append(cache_key(program.key, row, lm_key, adapter=adapter,
-                                  temperature=temperature))
-    return keys, invalid
+            digests[i] = np.frombuffer(cache_digest(program.key, row, lm_key, adapter=adapter,
+                                                    temperature=temperature), np.uint8)
+            i += 1
+    return RowKeys(digests, valid), invalid

@@ -42,6 +42,8 @@ class RunOptions:
     tpm: float | None = None
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     chunk_size: int | None = None
+    cancel: Any = None
+    on_part: Any = None
 
     def __post_init__(self) -> None:
         _choice("on_error", self.on_error, ("record", "raise"))
@@ -51,6 +53,14 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigurationError(f"{name}={value!r} must be a positive number or None.")
+        if self.cancel is not None and not callable(getattr(self.cancel, "is_set", None)):
+            raise ConfigurationError(
+                f"cancel={self.cancel!r} is not an event; pass a threading.Event and call its "
+                "set() to stop the run.")
+        if self.on_part is not None and not callable(self.on_part):
+            raise ConfigurationError(
+                f"on_part={self.on_part!r} is not callable; pass a function that takes a "
+                "DataFrame of finished rows.")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

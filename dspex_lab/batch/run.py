@@ -11,18 +11,24 @@ with ``resume=True``, from the run's spill; the rest travel to the pool as Arrow
 with many LM calls in flight per worker, and come back as Arrow. Each finished chunk goes to
 the cache and the spill at once, so an interrupt, a crash or a kernel restart loses nothing:
 ``dspex_lab.last_run()`` holds the latest (possibly partial) frame, and a re-run computes only
-what is missing. Telemetry: ``run.started``, ``run.progress``, ``run.finished``, one
-``router.route`` per chunk and one ``lm.call`` per row (in the kernel).
+what is missing. ``cancel=`` (a ``threading.Event``) stops a run from another thread, and
+``on_part=`` sees every finished part as a DataFrame (live views, early looks).
+
+Telemetry: ``run.started``, ``run.progress``, ``run.finished``, one ``router.route`` per
+chunk, one columnar ``lm.calls`` event per finished part (see ``telemetry.per_call``), and
+one ``run.skipped`` event per group of rows that made no LM call (inputs that do not fit the
+signature; rows not run because of an interrupt, a cancel, the budget or an open circuit).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,12 +39,20 @@ from dspex_lab import telemetry
 from dspex_lab.batch import recording as _replay
 from dspex_lab.batch.chunk import ChunkOptions, ChunkTask, run_chunk
 from dspex_lab.batch.concurrency import SharedLimit
-from dspex_lab.batch.frame import assemble, ordered, result_part, usage_totals, with_rows
-from dspex_lab.batch.inputs import InputBatch, prepare_inputs, row_keys
+from dspex_lab.batch.frame import (
+    META_COLUMNS,
+    assemble,
+    ordered,
+    part_frame,
+    result_part,
+    usage_totals,
+    with_rows,
+)
+from dspex_lab.batch.inputs import InputBatch, RowKeys, prepare_inputs, row_keys
 from dspex_lab.batch.options import RunOptions, pool_slots, resolve_pool
 from dspex_lab.batch.progress import Progress
 from dspex_lab.batch.retry import BreakerConfig, RetryPolicy
-from dspex_lab.batch.schedule import Budget, Scheduler
+from dspex_lab.batch.schedule import Budget, RunCancelled, Scheduler
 from dspex_lab.batch.spill import ROW, Spill
 from dspex_lab.errors import BudgetExceeded, RunError
 from dspex_lab.programs import Program, as_program
@@ -50,6 +64,10 @@ register("run", "pool", run_chunk, pool="general",
          doc="run: DataFrame rows in Arrow chunks on a worker pool (cache hits: native)")
 
 _LAST: dict[str, Any] = {"frame": None}
+_CACHE_SLICE = 256  # rows per cache read or write
+_CALL_COLUMNS = ("latency_ms", "prompt_tokens", "completion_tokens", "cost", "error", "cached")
+_CALL_TYPES = {"latency_ms": pa.float32(), "prompt_tokens": pa.int32(),
+               "completion_tokens": pa.int32()}
 
 
 def last_run() -> Any:
@@ -69,7 +87,9 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
         spill: Any = None, module: str = "predict", transport: str = "dspy",
         max_retries: int = 5, retry: RetryPolicy | None = None, timeout: float | None = 60.0,
         rpm: float | None = None, tpm: float | None = None,
-        circuit_breaker: bool | BreakerConfig = True, chunk_size: int | None = None) -> Any:
+        circuit_breaker: bool | BreakerConfig = True, chunk_size: int | None = None,
+        cancel: threading.Event | None = None,
+        on_part: Callable[[Any], None] | None = None) -> Any:
     """Run ``program`` on every row of ``data``; returns a pandas DataFrame.
 
     ``program``: a signature string, ``Signature``, ``dspy.Module`` or ``Program`` (``module``
@@ -94,6 +114,13 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
       it; rows left get ``BudgetExceeded``) or ``"warn"``.
     - ``transport="fast"``: Predict/CoT on OpenAI-compatible endpoints skip ``dspy.LM``'s
       per-call overhead (see ``dspex_lab.batch.transport``); default: the real ``dspy.LM``.
+    - ``cancel``: a ``threading.Event``; setting it (from another thread: a button, a timer)
+      stops the run within a fraction of a second: queued and running chunks are cancelled,
+      finished rows are kept, the rest get a ``Cancelled`` error, and the frame comes back
+      with ``usage["status"] == "cancelled"``.
+    - ``on_part``: called with a DataFrame of each part of rows as it finishes (input fields,
+      outputs and bookkeeping columns, indexed like ``data``); rows that did not run are not
+      passed. An exception in it is reported once as a warning and the run goes on.
 
     >>> df = run("question -> answer", [{"question": "What is 2 + 2?"}], progress=False)
     >>> df.loc[0, "answer"], df.attrs["usage"]["rows"]
@@ -106,7 +133,7 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
         progress=progress, adapter=adapter, temperature=temperature, budget_usd=budget_usd,
         on_budget=on_budget, resume=resume, spill=spill, transport=transport,
         retry=retry or RetryPolicy(max_retries=max_retries), timeout=timeout, rpm=rpm, tpm=tpm,
-        breaker=breaker, chunk_size=chunk_size)
+        breaker=breaker, chunk_size=chunk_size, cancel=cancel, on_part=on_part)
     from dspex_lab.calls import resolve_lm
 
     prog = as_program(program, module=module)
@@ -133,7 +160,7 @@ class _Run:
         self.done = np.zeros(self.n, dtype=bool)
         self.parts: list[pa.Table] = []
         self.counts = {"rows": 0, "errors": 0, "tokens": 0, "cost": 0.0, "retries": 0,
-                       "rate_limited": 0, "fast_rows": 0}
+                       "rate_limited": 0, "fast_rows": 0, "not_run": 0}
         self.notes: dict[str, Any] = {}
         self.started = time.perf_counter()
         self.pool_name = options.pool if isinstance(options.pool, str) else None
@@ -160,9 +187,10 @@ class _Run:
         finally:
             frame = self._finish(status)
         if status == "interrupted":
-            warnings.warn(f"The run was interrupted: {int(self.done.sum()):,} of {self.n:,} "
-                          "rows finished and are returned (also in dspex_lab.last_run()); "
-                          "run it again to compute only the rest.", stacklevel=3)
+            finished = self.n - self.counts["not_run"]
+            warnings.warn(f"The run was interrupted: {finished:,} of {self.n:,} rows finished "
+                          "and are returned (also in dspex_lab.last_run()); run it again to "
+                          "compute only the rest.", stacklevel=3)
         self._maybe_raise(frame)
         return frame
 
@@ -170,7 +198,8 @@ class _Run:
         """Rows that need no LM call: invalid inputs, resumed rows, cache hits."""
         if self.invalid:
             rows = sorted(self.invalid)
-            self._add(result_part(rows, {}, errors=[self.invalid[r] for r in rows]), "native")
+            self._add(result_part(rows, {}, errors=[self.invalid[r] for r in rows]), "native",
+                      ran=False)
         if self.options.resume and self.spill is not None:
             self._resume()
         if self.options.cache and not (self.replay and self.replay.mode == "record"):
@@ -188,19 +217,26 @@ class _Run:
             self._add(table.filter(pa.array(keep)), "native", spill=False)
 
     def _from_cache(self) -> None:
+        """Cache hits, looked up a slice of rows at a time (one part per slice)."""
         from dspex_lab.cache import get_cache
 
-        wanted = [i for i in np.flatnonzero(~self.done) if self.keys[i] is not None]
-        hits = get_cache().get_many([self.keys[i] for i in wanted])
-        rows = [i for i in wanted if self.keys[i] in hits]
-        if not rows:
-            return
-        values = [hits[self.keys[i]] for i in rows]
-        names = list(dict.fromkeys(k for v in values for k in (v.get("outputs") or {})))
-        outputs = {n: [(v.get("outputs") or {}).get(n) for v in values] for n in names}
-        self._add(result_part(rows, outputs, errors=[None] * len(rows), cached=True), "native")
-        telemetry.emit("router.route", operation="run", route="native", reason="cached answers",
-                       pool=None, rows=len(rows), run_id=self.run_id)
+        cache, found = get_cache(), 0
+        pending = np.flatnonzero(~self.done & self.keys.valid)
+        for start in range(0, len(pending), _CACHE_SLICE):
+            keys = {int(i): self.keys[i] for i in pending[start:start + _CACHE_SLICE]}
+            hits = cache.get_many(list(keys.values()), remember=False)
+            rows = [i for i, key in keys.items() if key in hits]
+            if not rows:
+                continue
+            values = [hits[keys[i]].get("outputs") or {} for i in rows]
+            names = list(dict.fromkeys(k for v in values for k in v))
+            outputs = {n: [v.get(n) for v in values] for n in names}
+            self._add(result_part(rows, outputs, errors=[None] * len(rows), cached=True),
+                      "native")
+            found += len(rows)
+        if found:
+            telemetry.emit("router.route", operation="run", route="native",
+                           reason="cached answers", pool=None, rows=found, run_id=self.run_id)
 
     def _compute(self) -> str:
         pool, self.pool_name = resolve_pool(self.options.pool)
@@ -225,7 +261,7 @@ class _Run:
         scheduler = Scheduler(pool, make_task, self.batch.table, np.flatnonzero(~self.done),
                               self._on_chunk, self._on_chunk_error, slots=share, limit=limit,
                               budget=budget, chunk_size=opts.chunk_size,
-                              on_submit=self._on_submit)
+                              on_submit=self._on_submit, cancel=opts.cancel)
         status, not_run = scheduler.run()
         self.notes["concurrency"] = {"start": total, "end": int(limit.total),
                                      "decreases": limit.decreases}
@@ -262,10 +298,15 @@ class _Run:
 
     def _on_chunk_error(self, rows: np.ndarray, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
+        ran = True
         if isinstance(exc, KeyboardInterrupt):
             message = f"Interrupted: the run was interrupted ({exc}); this row did not run."
+            ran = False
+        elif isinstance(exc, RunCancelled):
+            message = f"Cancelled: {exc}; this row did not finish."
+            ran = False
         self._add(result_part(list(rows), {}, errors=[message] * len(rows)), self.route,
-                  spill=False)
+                  spill=False, ran=ran)
 
     def _not_run(self, status: str, rows: np.ndarray) -> None:
         if not len(rows):
@@ -282,13 +323,17 @@ class _Run:
                           f"{self.notes.get('circuit')}", stacklevel=4)
         elif status == "interrupted":
             message = "Interrupted: the run was interrupted before this row ran."
+        elif status == "cancelled":
+            message = "Cancelled: the run was cancelled before this row ran."
         else:
             message = f"PoolError: the pool stopped working ({status}); this row did not run."
         self._add(result_part(list(rows), {}, errors=[message] * len(rows)), "native",
-                  spill=False)
+                  spill=False, ran=False)
 
-    def _add(self, part: pa.Table, route: str, spill: bool = True) -> None:
-        """Record a result part: progress, telemetry, spill."""
+    def _add(self, part: pa.Table, route: str, spill: bool = True, ran: bool = True) -> None:
+        """Record a result part: progress, telemetry, spill, ``on_part``. ``ran``: the rows
+        have results (answered, failed in the LM, cached, resumed); False: no LM call was
+        made for them (bad inputs, not run)."""
         rows = part.column(ROW).to_numpy()
         self.done[rows] = True
         self.parts.append(part)
@@ -302,7 +347,10 @@ class _Run:
         self.counts["cost"] += cost
         if spill and self.spill is not None:
             self.spill.write(part)
-        self._emit_rows(part, route)
+        if ran:
+            self._emit_calls(part, route)
+        if ran or self._emit_skipped(part) == "input":
+            self._show_part(part, rows)
         if self.bar is not None:
             self.bar.update(part.num_rows, errors, p + c, cost)
         elapsed = time.perf_counter() - self.started
@@ -311,38 +359,62 @@ class _Run:
                        cost=self.counts["cost"],
                        rows_per_s=self.counts["rows"] / elapsed if elapsed else 0.0)
 
-    def _emit_rows(self, part: pa.Table, route: str) -> None:
-        cols = {name: part.column(name).to_pylist() for name in
-                (ROW, "error", "latency_ms", "prompt_tokens", "completion_tokens", "cost",
-                 "cached")}
-        pool = None if route == "native" else self.pool_name
-        for i in range(part.num_rows):
-            telemetry.emit("lm.call", operation="run", run_id=self.run_id, row=cols[ROW][i],
-                           model=self.model, latency_ms=cols["latency_ms"][i],
-                           prompt_tokens=cols["prompt_tokens"][i],
-                           completion_tokens=cols["completion_tokens"][i], cost=cols["cost"][i],
-                           error=cols["error"][i], cached=cols["cached"][i],
-                           route="native" if cols["cached"][i] else route, pool=pool)
+    def _emit_calls(self, part: pa.Table, route: str) -> None:
+        """One columnar ``lm.calls`` event for the part: its bookkeeping columns, copied into
+        compact types (about 30 bytes a row), so the buffer never pins the part's outputs."""
+        calls = pa.table({"row": _copy(part.column(ROW), pa.int32()),
+                          **{name: _copy(part.column(name), _CALL_TYPES.get(name))
+                             for name in _CALL_COLUMNS}})
+        telemetry.emit(telemetry.CALLS, operation="run", run_id=self.run_id, model=self.model,
+                       route=route, pool=None if route == "native" else self.pool_name,
+                       calls=calls)
+
+    def _emit_skipped(self, part: pa.Table) -> str:
+        """Rows that made no LM call: one ``run.skipped`` event (rows, reason and the first
+        error); returns the reason, ``input`` (bad inputs: a result) or ``not_run``."""
+        errors = part.column("error")
+        bad_inputs = pc.sum(pc.starts_with(errors, "ValidationError")).as_py() or 0
+        self.counts["not_run"] += part.num_rows - bad_inputs
+        reason = "input" if bad_inputs == part.num_rows else "not_run"
+        telemetry.emit("run.skipped", run_id=self.run_id, rows=part.num_rows, reason=reason,
+                       error=errors[0].as_py() if part.num_rows else None)
+        return reason
+
+    def _show_part(self, part: pa.Table, rows: np.ndarray) -> None:
+        """Hand the part to ``on_part`` as a DataFrame (a failing callback warns once)."""
+        callback = self.options.on_part
+        if callback is None:
+            return
+        try:
+            callback(part_frame(self.batch, part, rows))
+        except Exception as exc:  # the user's callback must not lose the run
+            if "on_part_failed" not in self.notes:
+                self.notes["on_part_failed"] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"on_part raised {type(exc).__name__}: {exc}; the run goes on "
+                              "(later failures are not reported).", stacklevel=2)
 
     def _cache(self, rows: np.ndarray, table: pa.Table) -> None:
+        """Store the chunk's answered rows in the result cache (on disk), a slice at a time so
+        that the Python copies stay small."""
         from dspex_lab.cache import get_cache
 
-        meta = {"error", "latency_ms", "prompt_tokens", "completion_tokens", "cost"}
-        names = [c for c in table.column_names if c not in meta]
-        outputs = table.select(names).to_pylist()
-        errors = table.column("error").to_pylist()
-        p = table.column("prompt_tokens").to_pylist()
-        c = table.column("completion_tokens").to_pylist()
-        cost = table.column("cost").to_pylist()
-        items = {}
-        for i, row in enumerate(rows):
-            key = self.keys[row]
-            if errors[i] is None and key is not None:
-                items[key] = {"outputs": outputs[i], "prompt_tokens": p[i],
-                              "completion_tokens": c[i], "cost": cost[i], "model": self.model}
-        get_cache().put_many(items)
+        cache = get_cache()
+        names = [c for c in table.column_names if c not in META_COLUMNS]
+        for start in range(0, table.num_rows, _CACHE_SLICE):
+            part = table.slice(start, _CACHE_SLICE)
+            outputs = part.select(names).to_pylist()
+            errors, _, p, c, cost = (part.column(name).to_pylist() for name in META_COLUMNS)
+            items = {}
+            for i, row in enumerate(rows[start:start + _CACHE_SLICE]):
+                key = self.keys[row]
+                if errors[i] is None and key is not None:
+                    items[key] = {"outputs": outputs[i], "prompt_tokens": p[i],
+                                  "completion_tokens": c[i], "cost": cost[i],
+                                  "model": self.model}
+            cache.put_many(items, remember=False)
 
     def _finish(self, status: str) -> Any:
+        self.keys = None  # 32 bytes a row, not needed any more: down before the frame is built
         if self.bar is not None:
             if status != "finished":
                 self.bar.note(status.replace("_", " "))
@@ -351,13 +423,15 @@ class _Run:
         if len(missing):  # an exception stopped the run: the rows left did not run
             self._add(result_part(list(missing), {}, errors=[
                 f"NotRun: the run stopped ({status}) before this row ran."] * len(missing)),
-                "native", spill=False)
+                "native", spill=False, ran=False)
         results = ordered(self.parts, self.program.output_names, self.n)
+        self.parts = []  # the results hold what is still needed
         frame = assemble(self.batch, results)
         usage = usage_totals(results, time.perf_counter() - self.started, run_id=self.run_id,
                              status=status, model=self.model, retries=self.counts["retries"],
                              rate_limited=self.counts["rate_limited"],
-                             fast_rows=self.counts["fast_rows"], **self.notes)
+                             fast_rows=self.counts["fast_rows"],
+                             not_run=self.counts["not_run"], **self.notes)
         frame.attrs["usage"] = usage
         frame.attrs["run_id"] = self.run_id
         _LAST["frame"] = frame
@@ -378,12 +452,20 @@ class _Run:
             raise RunError(failed, first, usage["rows"])
 
 
-def _run_id(keys: list[str | None], invalid: dict[int, str], program: Program,
+def _copy(column: pa.ChunkedArray, type_: pa.DataType | None = None) -> pa.Array:
+    """A contiguous copy of ``column`` (cast to ``type_``) that shares no buffer with it."""
+    column = column.cast(type_) if type_ is not None else column
+    return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+
+
+def _run_id(keys: RowKeys, invalid: dict[int, str], program: Program,
             options: RunOptions) -> str:
     """A fingerprint of the program, LM, options and every row's inputs."""
+    if not len(keys):
+        return uuid.uuid4().hex[:16]
     digest = hashlib.sha256()
     digest.update(json.dumps([program.key, options.adapter, options.temperature,
-                              options.transport], default=str).encode())
-    for i, key in enumerate(keys):
-        digest.update((key or f"invalid:{i}:{invalid.get(i, '')}").encode())
-    return digest.hexdigest()[:16] if keys else uuid.uuid4().hex[:16]
+                              options.transport, sorted(invalid.items())],
+                             default=str).encode())
+    digest.update(keys.digests.tobytes())
+    return digest.hexdigest()[:16]

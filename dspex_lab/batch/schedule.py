@@ -9,7 +9,9 @@ interrupt waits little), but never so big that a worker idles at the end.
 It stops submitting when the budget would be exceeded (``on_budget="stop"``), when a chunk
 reports an open circuit breaker, or when the pool breaks; and on Ctrl-C it cancels the
 chunks still queued, lets the running ones finish (a second Ctrl-C abandons them) and
-returns. Rows it never ran are returned with the reason.
+returns. A ``cancel`` event (set from another thread) is checked every ``0.2`` s and stops
+everything at once: queued and running chunks are cancelled (a worker's chunk stops its LM
+calls). Rows it never ran are returned with the reason.
 
     >>> sched = Scheduler(pool, make_task, table, pending_rows, on_part, on_error, slots=2,
     ...                   limit=SharedLimit(32, 2))
@@ -32,10 +34,14 @@ from dspex_lab.batch.chunk import chunk_stats, run_chunk
 from dspex_lab.batch.concurrency import SharedLimit
 from dspex_lab.errors import PoolError
 
-__all__ = ["Budget", "Scheduler"]
+__all__ = ["Budget", "RunCancelled", "Scheduler"]
 
 _MAX_CHUNK = 2000
 _POLL_S = 0.2
+
+
+class RunCancelled(Exception):
+    """A chunk dropped because the run's ``cancel`` event was set."""
 
 
 @dataclass
@@ -75,7 +81,7 @@ class Scheduler:
                  limit: SharedLimit, budget: Budget | None = None,
                  chunk_size: int | None = None, chunk_seconds: float = 2.0,
                  on_submit: Callable[[int], None] | None = None,
-                 grace_s: float = 30.0) -> None:
+                 grace_s: float = 30.0, cancel: Any = None) -> None:
         self.pool = pool
         self.make_task = make_task
         self.table = table
@@ -89,6 +95,7 @@ class Scheduler:
         self.chunk_size = chunk_size
         self.chunk_seconds = chunk_seconds
         self.grace_s = grace_s
+        self.cancel = cancel
         self.next = 0  # index into rows of the next row to submit
         self.inflight: dict[cf.Future, tuple[np.ndarray, int]] = {}
         self.latency_s: float | None = None
@@ -99,7 +106,7 @@ class Scheduler:
     def run(self) -> tuple[str, np.ndarray]:
         """Run until every row is done or the run stops; ``(status, rows not run)``."""
         try:
-            while True:
+            while not self._cancelled():
                 self._fill()
                 if not self.inflight:
                     break
@@ -184,6 +191,21 @@ class Scheduler:
                 0.7 * self.latency_s + 0.3 * seconds)
 
     # -- stopping ------------------------------------------------------------------------------
+
+    def _cancelled(self) -> bool:
+        """Whether the ``cancel`` event is set; the first time, drop every chunk in flight."""
+        if self.cancel is None or not self.cancel.is_set():
+            return False
+        if not self.inflight and self.next >= len(self.rows):
+            return False  # everything ran already
+        if self.status != "cancelled":
+            self.status = "cancelled"
+            for future, (chunk, _) in list(self.inflight.items()):
+                future.cancel()
+                self.on_error(chunk, RunCancelled(
+                    "the run was cancelled while this row's chunk was running"))
+            self.inflight.clear()
+        return True
 
     def _wind_down(self) -> None:
         """After Ctrl-C: cancel queued chunks, let running ones finish within ``grace_s``

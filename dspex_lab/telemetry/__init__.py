@@ -6,19 +6,21 @@
 """
 
 from dspex_lab.telemetry.bus import (
+    CALLS,
     Event,
     clear,
     emit,
     events,
     get_bus,
+    per_call,
     redact,
     subscribe,
     summary,
 )
 from dspex_lab.telemetry.export import export
 
-__all__ = ["Event", "clear", "emit", "events", "export", "export_to_otel", "get_bus", "redact",
-           "subscribe", "summary"]
+__all__ = ["CALLS", "Event", "clear", "emit", "events", "export", "export_to_otel", "get_bus",
+           "per_call", "redact", "subscribe", "summary"]
 
 
 def export_to_otel(*args, **kwargs):

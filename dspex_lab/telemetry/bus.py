@@ -2,6 +2,13 @@
 
 Events are plain data (``Event``: kind, time, fields). Emitting is cheap (a deque append and
 one call per subscriber); a failing subscriber is logged and never breaks the caller.
+
+A batch run reports its LM calls columnar: one ``lm.calls`` event per finished chunk whose
+``calls`` field is an Arrow table (``row``, ``latency_ms``, ``prompt_tokens``,
+``completion_tokens``, ``cost``, ``error``, ``cached``, ``route``), sharing the result's
+buffers, so 100,000 rows cost kilobytes of events, not a dict per row. ``per_call(event)``
+turns either form into ``lm.call`` events, ``events()`` shows one row per call, and the buffer
+is bounded by calls (a chunk of 500 rows weighs 500).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -47,6 +54,31 @@ def _redact_text(text: str) -> str:
     return _SECRET_VALUES.sub("***", text)
 
 
+CALLS = "lm.calls"
+"""The kind of a batch's columnar LM-call event (see the module docstring)."""
+
+
+def per_call(event: Event) -> Iterator[Event]:
+    """``event`` as ``lm.call`` events: itself, or one per row of an ``lm.calls`` table."""
+    if event.kind != CALLS:
+        yield event
+        return
+    shared = {k: v for k, v in event.fields.items() if k != "calls"}
+    for row in _call_rows(event):
+        yield Event("lm.call", event.ts, {**shared, **row})
+
+
+def _call_rows(event: Event) -> list[dict[str, Any]]:
+    table = event.fields.get("calls")
+    return table.to_pylist() if table is not None else []
+
+
+def _weight(event: Event) -> int:
+    if event.kind == CALLS:
+        return max(1, int(getattr(event.fields.get("calls"), "num_rows", 1)))
+    return 1
+
+
 def finite_number(value: Any) -> float | None:
     """An event field as a finite float, or None (missing, NaN, a string): for aggregators."""
     try:
@@ -67,11 +99,30 @@ def redact(value: Any, key: str = "") -> Any:
     return value
 
 
+def _redact_table(table: Any) -> Any:
+    """An Arrow table with secrets masked in its string columns (a copy only when needed)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, name in enumerate(table.column_names):
+        column = table.column(i)
+        if not pa.types.is_string(column.type) or not pc.any(
+                pc.match_substring_regex(column, _SECRET_VALUES.pattern)).as_py():
+            continue
+        table = table.set_column(i, name, pc.replace_substring_regex(
+            column, _SECRET_VALUES.pattern, "***"))
+    return table
+
+
 class Bus:
-    """A bounded event buffer with subscribers. Thread-safe."""
+    """An event buffer bounded to ``maxlen`` calls (an ``lm.calls`` event weighs its rows),
+    with subscribers. Thread-safe."""
 
     def __init__(self, maxlen: int = 100_000) -> None:
-        self._events: deque[Event] = deque(maxlen=maxlen)
+        self.maxlen = maxlen
+        self._events: deque[Event] = deque()
+        self._weights: deque[int] = deque()
+        self._weight = 0
         self._subscribers: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
         self.redact_prompts = False
@@ -84,18 +135,30 @@ class Bus:
                 fields[k] = _redact_text(v)
             elif isinstance(v, dict):
                 fields[k] = redact(v, k)
+            elif hasattr(v, "column_names"):
+                fields[k] = _redact_table(v)
         if self.redact_prompts:
             for k in ("prompt", "response", "messages"):
                 if k in fields:
                     fields[k] = "<redacted>"
         event = Event(kind, time.time(), fields)
-        self._events.append(event)
+        self._append(event)
         for callback in self._subscribers:
             try:
                 callback(event)
             except Exception:  # a subscriber must never break the caller
                 log.exception("telemetry subscriber %r failed", callback)
         return event
+
+    def _append(self, event: Event) -> None:
+        weight = _weight(event)
+        with self._lock:
+            self._events.append(event)
+            self._weights.append(weight)
+            self._weight += weight
+            while self._weight > self.maxlen and len(self._events) > 1:
+                self._events.popleft()
+                self._weight -= self._weights.popleft()
 
     def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback(event)`` for every new event; returns a function that unsubscribes."""
@@ -109,14 +172,29 @@ class Bus:
         return unsubscribe
 
     def snapshot(self, kinds: Iterable[str] | str | None = None) -> list[Event]:
-        items = list(self._events)
+        """The buffered events, oldest first; ``kinds`` filters by kind or prefix (asking for
+        ``lm.call`` includes batches' ``lm.calls`` events)."""
+        with self._lock:
+            items = list(self._events)
         if kinds is None:
             return items
-        wanted = {kinds} if isinstance(kinds, str) else set(kinds)
-        return [e for e in items if e.kind in wanted or e.kind.split(".")[0] in wanted]
+        wanted = _wanted(kinds)
+        return [e for e in items if _matches(e.kind, wanted)]
 
     def clear(self) -> None:
-        self._events.clear()
+        with self._lock:
+            self._events.clear()
+            self._weights.clear()
+            self._weight = 0
+
+
+def _wanted(kinds: Iterable[str] | str) -> set[str]:
+    wanted = {kinds} if isinstance(kinds, str) else set(kinds)
+    return wanted | {CALLS} if "lm.call" in wanted else wanted
+
+
+def _matches(kind: str, wanted: set[str]) -> bool:
+    return kind in wanted or kind.split(".")[0] in wanted
 
 
 _BUS = Bus()
@@ -145,11 +223,16 @@ def clear() -> None:
 def events(kind: Iterable[str] | str | None = None):
     """The buffered events as a pandas DataFrame (one row per event, one column per field).
 
-    ``kind`` filters by exact kind (``"lm.call"``) or by prefix (``"pool"``).
+    ``kind`` filters by exact kind (``"lm.call"``) or by prefix (``"pool"``). A batch's
+    ``lm.calls`` events show as one ``lm.call`` row per call.
     """
     import pandas as pd
 
-    rows = [e.as_row() for e in _BUS.snapshot(kind)]
+    wanted = None if kind is None else _wanted(kind)
+    if wanted and CALLS in wanted:
+        wanted.add("lm.call")
+    rows = [e.as_row() for event in _BUS.snapshot(kind) for e in per_call(event)
+            if wanted is None or _matches(e.kind, wanted)]
     df = pd.DataFrame(rows, columns=None if rows else ["kind", "ts"])
     if len(df):
         df["ts"] = pd.to_datetime(df["ts"], unit="s")

@@ -1,4 +1,5 @@
-"""Optional OpenTelemetry export: one span per ``call``, ``lm.call`` and ``pipeline.step`` event.
+"""Optional OpenTelemetry export: one span per ``call``, ``lm.call`` and ``pipeline.step`` event
+(a batch's columnar ``lm.calls`` event gives one span per call).
 
 Needs ``opentelemetry-sdk`` (not a dependency of dspex_lab: ``pip install opentelemetry-sdk``
 plus an exporter). Each event becomes a finished span named after what it measured
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dspex_lab.errors import ConfigurationError
-from dspex_lab.telemetry.bus import Event, subscribe
+from dspex_lab.telemetry.bus import CALLS, Event, per_call, subscribe
 
 __all__ = ["DEFAULT_KINDS", "export_to_otel", "span_name"]
 
@@ -63,6 +64,10 @@ def export_to_otel(tracer_provider: Any = None, kinds: Iterable[str] = DEFAULT_K
     wanted = frozenset(kinds)
 
     def on_event(event: Event) -> None:
+        if event.kind == CALLS and "lm.call" in wanted:
+            for call in per_call(event):
+                on_event(call)
+            return
         if event.kind not in wanted:
             return
         end = int(event.ts * 1e9)

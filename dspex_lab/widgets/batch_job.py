@@ -3,15 +3,13 @@ prompt cancel (the model of the ``BatchRunner`` widget; it works without Jupyter
 
 Widget callbacks do not run while the kernel executes a cell, so a run that a Cancel button
 must be able to stop cannot run in the cell: the job runs it in a daemon thread and returns at
-once. Progress comes from the run's own telemetry (``run.started``/``run.progress``/
-``lm.call`` events emitted in the job's thread); the rows finished so far come from the chunks
-the pool hands back.
+once. Progress comes from the run's own telemetry (``run.started``/``run.progress`` events
+emitted in the job's thread); the rows finished so far come from the run's ``on_part``.
 
-Cancelling uses the run's interrupt path (the same as Ctrl-C): the job wraps the pool, and
-``cancel()`` makes every chunk still in flight report ``KeyboardInterrupt`` at once (their pool
-tasks are cancelled too) and refuses new chunks. The run then returns as an interrupted run:
-the rows already finished keep their answers, the others get an ``Interrupted`` error, and the
-frame is in ``job.result`` and ``dspex_lab.last_run()``.
+Cancelling sets the run's ``cancel`` event: the run drops its queued and running chunks at
+once and returns with ``status == "cancelled"``: the rows already finished keep their answers,
+the others get a ``Cancelled`` error, and the frame is in ``job.result`` and
+``dspex_lab.last_run()``.
 
     >>> job = BatchJob("question -> answer", df).start()
     >>> job.done_rows, job.total                 # live counters
@@ -21,8 +19,6 @@ frame is in ``job.result`` and ``dspex_lab.last_run()``.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import threading
 import time
 from collections import deque
@@ -32,79 +28,11 @@ from typing import Any
 from dspex_lab import telemetry
 from dspex_lab.errors import ConfigurationError
 
-__all__ = ["LIVE_ROWS", "BatchJob", "CancellablePool", "not_run"]
+__all__ = ["LIVE_ROWS", "BatchJob", "not_run"]
 
 STATES = ("ready", "running", "cancelling", "finished", "cancelled", "failed")
 LIVE_ROWS = 1000
 """How many of the latest finished rows a job keeps for ``live_frame``."""
-
-
-class CancellablePool:
-    """A pool wrapper whose ``cancel()`` stops a batch run promptly (see the module docstring).
-
-    It forwards everything to the wrapped pool; ``submit`` returns its own future, settled
-    from the pool's, so that ``cancel()`` can settle it at once with ``KeyboardInterrupt``.
-    ``on_chunk(inputs, result)`` (optional) sees every finished chunk's Arrow tables.
-    """
-
-    def __init__(self, pool: Any, on_chunk: Callable[[Any, Any], None] | None = None) -> None:
-        self._pool = pool
-        self._on_chunk = on_chunk
-        self._lock = threading.Lock()
-        self._pending: dict[cf.Future, Any] = {}
-        self.cancelled = False
-
-    def __getattr__(self, name: str) -> Any:  # size, kind, _max_workers...
-        return getattr(self._pool, name)
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self._pool, "name", type(self._pool).__name__))
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        with self._lock:
-            if self.cancelled:
-                raise KeyboardInterrupt("the run was cancelled")
-            inner = self._pool.submit(fn, *args, **kwargs)
-            outer: cf.Future = cf.Future()
-            self._pending[outer] = inner
-        inputs = args[-1] if args else None
-        inner.add_done_callback(lambda f: self._settle(outer, f, inputs))
-        return outer
-
-    def _settle(self, outer: cf.Future, inner: Any, inputs: Any) -> None:
-        with self._lock:
-            if self._pending.pop(outer, None) is None:
-                return  # cancelled meanwhile
-        try:
-            result = inner.result()
-        except BaseException as exc:
-            _set(outer, exc=exc)
-            return
-        if self._on_chunk is not None:
-            with contextlib.suppress(Exception):  # the live view must never break the run
-                self._on_chunk(inputs, result)
-        _set(outer, result=result)
-
-    def cancel(self) -> None:
-        """Settle every chunk in flight with ``KeyboardInterrupt``, cancel their pool tasks
-        and refuse new ones."""
-        with self._lock:
-            self.cancelled = True
-            pending, self._pending = self._pending, {}
-        for outer, inner in pending.items():
-            _set(outer, exc=KeyboardInterrupt("the run was cancelled"))
-            inner.cancel()
-
-
-def _set(future: cf.Future, result: Any = None, exc: BaseException | None = None) -> None:
-    try:
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-    except cf.InvalidStateError:
-        pass
 
 
 class BatchJob:
@@ -129,9 +57,9 @@ class BatchJob:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.version = 0  # bumped on every change (views refresh when it moves)
-        self._chunks: deque[tuple[Any, Any]] = deque()  # the latest chunks, for live_frame
-        self._chunks_lock = threading.Lock()
-        self._pool: CancellablePool | None = None
+        self._parts: deque[Any] = deque()  # the latest finished parts, for live_frame
+        self._parts_lock = threading.Lock()
+        self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._ident: int | None = None
         self._done = threading.Event()
@@ -143,10 +71,6 @@ class BatchJob:
         if self.state != "ready":
             raise ConfigurationError(f"This job is {self.state}; a job runs once. Start a new "
                                      "BatchJob (or press Run again in the BatchRunner).")
-        from dspex_lab.batch.run import resolve_pool
-
-        pool, _ = resolve_pool(self.run_options.pop("pool", "general"))
-        self._pool = CancellablePool(pool, self._on_chunk)
         self.state = "running"
         self.started_at = time.perf_counter()
         self._thread = threading.Thread(target=self._main, name="dspex-batch-job", daemon=True)
@@ -156,10 +80,10 @@ class BatchJob:
 
     def cancel(self) -> None:
         """Stop the run promptly; finished rows are kept (see the module docstring)."""
-        if self.state == "running" and self._pool is not None:
+        if self.state == "running":
             self.state = "cancelling"
             self.version += 1
-            self._pool.cancel()
+            self._cancel.set()
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for the run to end (at most ``timeout`` seconds); returns the result frame
@@ -189,7 +113,8 @@ class BatchJob:
 
         self._ident = threading.get_ident()
         try:
-            self.result = run(self.program, self.data, pool=self._pool, **self.run_options)
+            self.result = run(self.program, self.data, cancel=self._cancel,
+                              on_part=self._on_part, **self.run_options)
         except KeyboardInterrupt:
             self.result = last_run()
         except BaseException as exc:  # kept for wait(); the view shows it
@@ -201,7 +126,8 @@ class BatchJob:
     def _finish(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
-        cancelled = self._pool is not None and self._pool.cancelled
+        usage = getattr(self.result, "attrs", {}).get("usage") or {}
+        cancelled = self._cancel.is_set() and usage.get("status") in ("cancelled", None)
         if self.exception is not None:
             self.state = "failed"
         else:
@@ -231,12 +157,12 @@ class BatchJob:
             return
         self.version += 1
 
-    def _on_chunk(self, inputs: Any, result: Any) -> None:
-        with self._chunks_lock:  # chunks finish in the pool's threads
-            self._chunks.append((inputs, result))
-            kept = sum(r.num_rows for _, r in self._chunks)
-            while len(self._chunks) > 1 and kept - self._chunks[0][1].num_rows >= LIVE_ROWS:
-                kept -= self._chunks.popleft()[1].num_rows
+    def _on_part(self, frame: Any) -> None:
+        with self._parts_lock:  # read by the view's thread
+            self._parts.append(frame)
+            kept = sum(len(f) for f in self._parts)
+            while len(self._parts) > 1 and kept - len(self._parts[0]) >= LIVE_ROWS:
+                kept -= len(self._parts.popleft())
         self.version += 1
 
     # -- the rows so far -------------------------------------------------------------------------
@@ -246,20 +172,18 @@ class BatchJob:
         ``LIVE_ROWS`` or so: the result frame has every row)."""
         import pandas as pd
 
-        tables, rows = [], 0
-        with self._chunks_lock:
-            chunks = list(self._chunks)
-        for inputs, result in reversed(chunks):
-            tables.append(_side_by_side(inputs, result))
-            rows += result.num_rows
+        frames, rows = [], 0
+        with self._parts_lock:
+            parts = list(self._parts)
+        for part in reversed(parts):
+            frames.append(part)
+            rows += len(part)
             if max_rows is not None and rows >= max_rows:
                 break
-        if not tables:
+        if not frames:
             return pd.DataFrame()
-        import pyarrow as pa
-
-        frame = pa.concat_tables(reversed(tables), promote_options="default").to_pandas()
-        return frame if max_rows is None else frame.tail(max_rows).reset_index(drop=True)
+        frame = pd.concat(frames[::-1])
+        return frame if max_rows is None else frame.tail(max_rows)
 
 
 def not_run(frame: Any) -> Any:
@@ -271,15 +195,3 @@ def not_run(frame: Any) -> Any:
 
     return np.array([classify_error(e) == "not_run" for e in frame["error"].tolist()],
                     dtype=bool)
-
-
-def _side_by_side(inputs: Any, result: Any) -> Any:
-    """The chunk's input columns next to its result columns (outputs renamed on a clash)."""
-    import pyarrow as pa
-
-    if not isinstance(inputs, pa.Table) or inputs.num_rows != result.num_rows:
-        return result
-    names = list(inputs.column_names)
-    out = [n if n not in names else f"{n}_pred" for n in result.column_names]
-    return pa.Table.from_arrays([*inputs.columns, *result.columns], names=names + out)
-

@@ -1,14 +1,15 @@
 """``DashboardStats``: telemetry events folded into the numbers the dashboard plots.
 
 Pure (no threads, no widgets, no plotly), so the math is testable on its own. What counts as
-one call: every ``lm.call`` event, and every ``call`` event except an uncached ``native``
-one (an inline kernel run, whose LM call already emits its own ``lm.call``). Per call it keeps
-the latency (the last ``max_latencies``), the route (``native``, ``pool``... or ``kernel``
-for an LM called directly), tokens, cost and, for a failed call, the cause
-(``triage.classify_error``). A batch row that made no LM call (not run: cancelled, budget,
-circuit open; or inputs that do not fit) is counted in ``skipped`` and in its cause, nothing
-else. Time series are per-second buckets relative to the first event,
-trimmed to the last ``window_s`` seconds. Pool workers come from ``pool_status()`` snapshots.
+one call: every ``lm.call`` event, every row of a batch's ``lm.calls`` event, and every
+``call`` event except an uncached ``native`` one (an inline kernel run, whose LM call already
+emits its own ``lm.call``). Per call it keeps the latency (the last ``max_latencies``), the
+route (``native``, ``pool``... or ``kernel`` for an LM called directly), tokens, cost and, for
+a failed call, the cause (``triage.classify_error``). Batch rows that made no LM call
+(``run.skipped``: not run because of a cancel, the budget or an open circuit; or inputs that
+do not fit) are counted in ``skipped`` and in their cause, nothing else. Time series are
+per-second buckets relative to the first event, trimmed to the last ``window_s`` seconds.
+Pool workers come from ``pool_status()`` snapshots.
 
     >>> stats = DashboardStats()
     >>> stats.add(Event("lm.call", 100.2, {"latency_ms": 40.0, "prompt_tokens": 10,
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dspex_lab.telemetry import Event
+from dspex_lab.telemetry import CALLS, Event
 from dspex_lab.telemetry.bus import finite_number
 from dspex_lab.widgets.triage import classify_error
 
@@ -65,6 +66,13 @@ class DashboardStats:
             return True
         if kind == "call" and f.get("route") == "native" and not f.get("cached"):
             return False
+        if kind == "run.skipped":
+            rows = int(finite_number(f.get("rows")) or 0)
+            self.skipped += rows
+            self.causes["input" if f.get("reason") == "input" else "not_run"] += rows
+            return rows > 0
+        if kind == CALLS:
+            return self._calls(event)
         if kind not in ("lm.call", "call"):
             return False
         self._call(event.ts, f)
@@ -75,6 +83,49 @@ class DashboardStats:
         for event in events:
             changed = self.add(event) or changed
         return changed
+
+    def _calls(self, event: Event) -> bool:
+        """A batch's columnar ``lm.calls`` event: summed with Arrow, causes per failure."""
+        import pyarrow.compute as pc
+
+        table = event.fields.get("calls")
+        if table is None or not table.num_rows:
+            return False
+        if self.t0 is None:
+            self.t0 = event.ts
+
+        def total(name: str) -> float:
+            return (pc.sum(table.column(name)).as_py() or 0) if name in table.column_names \
+                else 0
+
+        n = table.num_rows
+        prompt, completion = int(total("prompt_tokens")), int(total("completion_tokens"))
+        cost = float(total("cost"))
+        cached = table.column("cached") if "cached" in table.column_names else None
+        self.calls += n
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.cost += cost
+        self.cached += int(total("cached"))
+        self.routes[str(event.fields.get("route") or "kernel")] += n  # one route per part
+        if "latency_ms" in table.column_names:
+            latency = table.column("latency_ms")
+            if cached is not None:
+                latency = latency.filter(pc.invert(pc.fill_null(cached, False)))
+            self.latencies.extend(x for x in latency.to_pylist()[-self.latencies.maxlen:]
+                                  if finite_number(x) is not None)
+        errors = [e for e in table.column("error").to_pylist() if e] \
+            if "error" in table.column_names else []
+        for error in errors:
+            self.causes[classify_error(error) or "exception"] += 1
+        self.errors += len(errors)
+        bucket = self._buckets.setdefault(int(event.ts - self.t0), [0.0] * _BUCKET_FIELDS)
+        bucket[0] += n
+        bucket[1] += len(errors)
+        bucket[2] += prompt + completion
+        bucket[3] += cost
+        self._trim()
+        return True
 
     def _call(self, ts: float, f: dict[str, Any]) -> None:
         cause = classify_error(f.get("error"))

@@ -38,7 +38,7 @@ CAUSES = {"parse": "parse errors", "rate_limit": "rate limited", "timeout": "tim
 """Cause -> label, in display order."""
 
 META = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost", "cached")
-_NOT_RUN = ("Interrupted", "NotRun", "BudgetExceeded", "CircuitOpen", "PoolError")
+_NOT_RUN = ("Interrupted", "Cancelled", "NotRun", "BudgetExceeded", "CircuitOpen", "PoolError")
 _PARSE = re.compile(r"parse|AdapterParseError|JSONDecodeError|problems? with the outputs|"
                     r"could not (?:find|extract) .*field", re.I)
 _RATE = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)

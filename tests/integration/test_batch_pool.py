@@ -105,10 +105,12 @@ def test_an_interrupted_run_keeps_finished_rows_and_a_rerun_does_only_the_rest(s
                               concurrency=8, chunk_size=40)
     finally:
         timer.cancel()
-    assert any("interrupted" in str(w.message) for w in caught)
     assert first.attrs["usage"]["status"] == "interrupted"
     finished = int(first["error"].isna().sum())
     assert 0 < finished < n
+    message = next(str(w.message) for w in caught if "interrupted" in str(w.message))
+    assert f"{finished:,} of {n:,} rows finished" in message
+    assert first.attrs["usage"]["not_run"] == n - finished
     assert first["error"].dropna().str.startswith("Interrupted").all()
     assert batch.last_run() is first
     requests_first = server.stats()["requests"]
@@ -118,6 +120,36 @@ def test_an_interrupted_run_keeps_finished_rows_and_a_rerun_does_only_the_rest(s
     assert second["error"].isna().all()
     assert server.stats()["requests"] - requests_first == n - finished
     assert int(second["cached"].sum()) == finished
+
+
+def test_cancel_stops_the_workers_chunks_at_once_and_a_rerun_does_only_the_rest(server, spec,
+                                                                               pool):
+    server.configure(latency_ms=50)
+    n = 600
+    df = questions(n, "cancel")
+    cancel, parts = threading.Event(), []
+
+    def on_part(frame):
+        parts.append(frame)
+        if sum(map(len, parts)) >= 40:
+            cancel.set()
+
+    start = time.perf_counter()
+    first = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False,
+                      concurrency=8, chunk_size=20, cancel=cancel, on_part=on_part)
+    assert time.perf_counter() - start < 10
+    usage = first.attrs["usage"]
+    answered = first["error"].isna()
+    assert usage["status"] == "cancelled" and 40 <= answered.sum() < n
+    assert first.loc[~answered, "error"].str.startswith("Cancelled").all()
+    assert usage["not_run"] == n - answered.sum()
+    assert sorted(pd.concat(parts).index) == sorted(first.index[answered])
+    pool.ready(timeout=60)  # workers whose chunk was cancelled are replaced
+    server.configure(latency_ms=0)
+    before = server.stats()["requests"]
+    second = batch.run("question -> answer", df, lm=spec, pool=pool, progress=False)
+    assert second["error"].isna().all()
+    assert server.stats()["requests"] - before == n - answered.sum()
 
 
 def test_workers_record_and_replay_with_the_server_stopped(spec, pool, tmp_path):

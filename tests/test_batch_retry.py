@@ -57,14 +57,70 @@ def test_classify_reads_retry_after_and_status():
 
 def test_breaker_needs_both_enough_failures_and_enough_time():
     now = [0.0]
-    breaker = CircuitBreaker(BreakerConfig(failures=3, seconds=5), clock=lambda: now[0])
+    breaker = CircuitBreaker(BreakerConfig(failures=3, seconds=5, trials=0),
+                             clock=lambda: now[0])
     for _ in range(3):
         breaker.record(ok=False, error="LMServerError: 500")
     assert not breaker.open  # three failures, but within the grace time
     now[0] = 6.0
     breaker.record(ok=False)
-    assert breaker.open
+    assert breaker.open and breaker.state == "tripped"  # trials=0: no second chance
     assert "4 times in a row" in breaker.message() and "500" in breaker.message()
+
+
+def admit(breaker):
+    import asyncio
+
+    return asyncio.run(breaker.admit(poll=0.001))
+
+
+def test_half_open_lets_one_trial_through_after_the_cooldown_and_closes_on_success():
+    import asyncio
+
+    now = [0.0]
+    breaker = CircuitBreaker(BreakerConfig(failures=2, seconds=0, cooldown=0.05, trials=2),
+                             clock=lambda: now[0])
+    breaker.record(ok=False)
+    breaker.record(ok=False)
+    assert breaker.state == "open" and not breaker.open  # paused, not given up
+
+    async def two_callers():
+        first = asyncio.ensure_future(breaker.admit(poll=0.001))
+        second = asyncio.ensure_future(breaker.admit(poll=0.001))
+        await asyncio.sleep(0.01)
+        assert not first.done() and not second.done()  # both wait out the cooldown
+        now[0] = 1.0
+        verdicts = [await asyncio.wait_for(first, 1)]
+        await asyncio.sleep(0.01)
+        assert not second.done()  # one trial at a time
+        breaker.record(ok=True, trial=True)
+        verdicts.append(await asyncio.wait_for(second, 1))
+        return verdicts
+
+    assert asyncio.run(two_callers()) == ["trial", "go"]
+    assert breaker.state == "closed" and breaker.recoveries == 1
+
+
+def test_failed_trials_reopen_then_give_up():
+    now = [0.0]
+    breaker = CircuitBreaker(BreakerConfig(failures=1, seconds=0, cooldown=1.0, trials=2),
+                             clock=lambda: now[0])
+    breaker.record(ok=False, error="LMServerError: 503")
+    now[0] = 1.5
+    assert admit(breaker) == "trial"
+    breaker.record(ok=False, trial=True)
+    assert breaker.state == "open"  # one more try after another cooldown
+    breaker.record(ok=False)  # a call from before the pause failing changes nothing
+    now[0] = 3.0
+    assert admit(breaker) == "trial"
+    breaker.record(ok=False, trial=True)
+    assert breaker.open and admit(breaker) is None
+    assert "2 trial call(s)" in breaker.message()
+
+
+def test_breaker_config_is_checked():
+    with pytest.raises(ValueError, match="trials"):
+        BreakerConfig(trials=-1)
 
 
 def test_a_success_resets_the_count_and_disabled_never_opens():

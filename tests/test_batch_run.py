@@ -210,13 +210,29 @@ def test_budget_warn_keeps_going(server, spec, pool):
 
 def test_circuit_breaker_stops_calling_a_dead_lm(server, spec, pool):
     server.configure(error_rate=1.0, error_kinds=["500"])
-    breaker = batch.BreakerConfig(failures=4, seconds=0)
+    breaker = batch.BreakerConfig(failures=4, seconds=0, cooldown=0.05, trials=2)
     with pytest.warns(UserWarning, match="circuit breaker"):
         out = go(questions(60), spec, pool, circuit_breaker=breaker, concurrency=2,
                  chunk_size=10)
     assert out["error"].notna().all()
     assert out["error"].str.contains("CircuitOpen").sum() > 30
     assert server.stats()["requests"] < 60
+
+
+def test_circuit_breaker_pauses_and_carries_on_when_the_lm_recovers(server, spec, pool):
+    server.configure(error_rate=1.0, error_kinds=["500"])
+    recover = threading.Timer(0.6, server.configure, kwargs={"error_rate": 0.0})
+    recover.start()
+    breaker = batch.BreakerConfig(failures=4, seconds=0, cooldown=0.2, trials=10)
+    out = go(questions(40), spec, pool, circuit_breaker=breaker, concurrency=2, chunk_size=10,
+             retry=batch.RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05))
+    recover.join()
+    usage = out.attrs["usage"]
+    assert usage["status"] == "finished" and usage["circuit_recoveries"] >= 1
+    assert not out["error"].fillna("").str.contains("CircuitOpen").any()
+    assert out["error"].isna().sum() >= 34  # only rows whose retries ran out in the outage
+    answered = out[out["error"].isna()]
+    assert (answered["answer"] == (answered["id"] + 1).astype(str)).all()
 
 
 def test_rate_limits_lower_the_concurrency(server, spec, pool):
@@ -241,6 +257,29 @@ class TwoStep(dspy.Module):
         answer = self.solve(question=question).answer
         return dspy.Prediction(answer=answer, ok=self.check(question=question,
                                                              answer=answer).ok)
+
+
+@pytest.mark.parametrize("transport", ["fast", "dspy"])
+def test_rate_limit_headers_pace_the_calls_instead_of_drawing_429s(server, spec, pool,
+                                                                 transport):
+    from dspex_lab.batch import chunk
+
+    retry = batch.RetryPolicy(max_retries=30, base_delay=0.01, max_delay=0.2)
+
+    def run_with(headers):
+        chunk._STATE["pacers"].clear()  # what this process learned from earlier runs
+        server.reset()
+        server.configure(request_limit=20, limit_window_s=0.5, ratelimit_headers=headers)
+        out = go(questions(80, f" {transport} {headers}"), spec, pool, concurrency=16,
+                 transport=transport, retry=retry, cache=False)
+        return out, server.stats()["errors"].get("429", 0)
+
+    blind, blind_429 = run_with(False)
+    paced, paced_429 = run_with(True)
+    assert paced["error"].isna().all(), paced["error"].dropna().unique()[:3]
+    assert paced.attrs["usage"]["paced"] > 0 and blind.attrs["usage"]["paced"] == 0
+    assert paced_429 * 3 < blind_429, (paced_429, blind_429)
+    assert paced.attrs["usage"]["rate_limited"] == paced_429
 
 
 def test_a_multi_call_module_adds_up_its_usage(server, spec, pool):

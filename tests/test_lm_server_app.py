@@ -50,6 +50,9 @@ def test_latency_jitter_and_latency_marker():
     ({"latency_ms": -1}, ">= 0"),
     ({"responder": 3}, "callable"),
     ({"rules": [{"match": "("}]}, "Cannot load the rules"),
+    ({"request_limit": 2.5}, "whole number"),
+    ({"limit_window_s": 0}, "> 0"),
+    ({"ratelimit_headers": "yes"}, "True or False"),
 ])
 def test_option_validation_names_the_value(changes, message):
     with pytest.raises(ConfigurationError, match=message):
@@ -81,6 +84,28 @@ def test_429_reply_has_retry_after_and_openai_error_body():
     assert reply.status == 429 and reply.headers["Retry-After"] == "2.5"
     assert reply.payload["error"]["type"] == "rate_limit_error"
     assert app.chat(_body("[[fail:timeout]]")).fault == "timeout"
+
+
+def test_a_request_limit_refills_evenly_and_reports_itself_in_headers(monkeypatch):
+    import dspex_lab.lm_server.app as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    app = LMApp(ServerOptions().with_changes(request_limit=3, limit_window_s=1.5))
+    replies = [app.chat(_body(f"What is {i} + 1?")) for i in range(4)]
+    assert [r.status for r in replies] == [200, 200, 200, 429]
+    assert [r.headers["x-ratelimit-remaining-requests"] for r in replies] == ["2", "1", "0", "0"]
+    assert replies[0].headers["x-ratelimit-limit-requests"] == "3"
+    assert replies[2].headers["x-ratelimit-reset-requests"] == "1.500s"  # empty: 1.5 s to full
+    assert replies[3].headers["Retry-After"] == "0.500"  # one request comes back every 0.5 s
+    assert "3 requests per 1.5 s" in replies[3].payload["error"]["message"]
+    now[0] += 0.5
+    assert app.chat(_body("again")).status == 200
+    assert app.stats()["errors"] == {"429": 1} and app.stats()["ok"] == 4
+    app.configure(ratelimit_headers=False)
+    now[0] += 1.5
+    quiet = app.chat(_body("quiet"))
+    assert quiet.status == 200 and not any(k.startswith("x-ratelimit") for k in quiet.headers)
 
 
 def test_bad_body_and_failing_responder_are_reported_not_raised():

@@ -2,7 +2,8 @@
 
 A chunk runs on a per-process event loop with many LM calls in flight at once, so throughput
 is bound by the LM, not by the number of workers. Each row goes through the same steps:
-circuit breaker -> rate limits -> a concurrency slot (AIMD) -> the call -> on a retryable
+circuit breaker -> rate limits -> a hold while the provider's rate-limit headers say there
+is no room (``batch.ratelimits``) -> a concurrency slot (AIMD) -> the call -> on a retryable
 failure, backoff and again. Calls go through the real ``dspy.LM`` in a thread pool (any
 module), or, with ``transport="fast"``, through ``batch.transport`` (Predict/ChainOfThought on
 OpenAI-compatible endpoints).
@@ -38,6 +39,7 @@ import pyarrow as pa
 from dspex_lab.batch import recording as _replay
 from dspex_lab.batch.concurrency import AIMDLimiter, TokenBucket
 from dspex_lab.batch.frame import to_arrow_values
+from dspex_lab.batch.ratelimits import Pacer, hint_from_error
 from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy, classify
 from dspex_lab.programs import Program
 
@@ -69,7 +71,8 @@ class ChunkOptions:
 @dataclass(frozen=True)
 class ChunkTask:
     """One chunk's work order: what to run, with which LM, and this chunk's share of the
-    run's concurrency and rate limits (``rpm``/``tpm`` per minute)."""
+    run's concurrency and rate limits (``rpm``/``tpm`` per minute; the provider's, learned
+    from its headers, split over ``parallel`` chunks)."""
 
     program: Program
     lm: Any
@@ -78,6 +81,8 @@ class ChunkTask:
     rpm: float | None = None
     tpm: float | None = None
     generation: int = 0
+    parallel: int = 1  # processes running the run's chunks at once (sharing the limits)
+    execution: str = ""  # one run's id: its chunks in a process share one circuit breaker
 
 
 @dataclass(slots=True)
@@ -131,7 +136,9 @@ class _ChunkState:
         self.task = task
         self.policy = opts.retry
         self.limiter = AIMDLimiter(task.concurrency)  # the kernel grows the share
-        self.breaker = CircuitBreaker(opts.breaker)
+        self.breaker = _breaker(task)
+        self.pacer = _pacer(task)
+        self.paced = 0
         self.rpm = TokenBucket(task.rpm / 60) if task.rpm else None
         self.tpm = TokenBucket(task.tpm / 60) if task.tpm else None
         self.rate_limited = self.retries = self.attempts = 0
@@ -142,7 +149,8 @@ class _ChunkState:
         start: float | None = None  # from the first call: waiting for a slot is not latency
         row, attempt = _Row(), 0
         while True:
-            if self.breaker.open:
+            admitted = await self.breaker.admit()
+            if admitted is None:
                 row.error = f"CircuitOpen: {self.breaker.message()}"
                 break
             if self.rpm is not None:
@@ -151,15 +159,17 @@ class _ChunkState:
                 await self.tpm.take(0)
             error: BaseException | None = None
             async with self.limiter.slot() as generation:
+                self.paced += await self.pacer.ready()  # in the slot: right before sending
                 start = start or time.perf_counter()
                 self.attempts += 1
                 try:
-                    outputs, p, c, cost = await call(inputs)
+                    outputs, p, c, cost, hint = await call(inputs)
                 except Exception as exc:
                     error = exc
             if error is None:
+                self.pacer.observe(hint, p + c)
                 self.limiter.success()
-                self.breaker.record(True)
+                self.breaker.record(True, trial=admitted == "trial")
                 if self.tpm is not None:
                     self.tpm.charge(p + c)
                 row.outputs, row.prompt_tokens, row.completion_tokens, row.cost = (
@@ -167,11 +177,17 @@ class _ChunkState:
                 break
             self._spent(row, error)
             failure = classify(error)
+            self.pacer.observe(hint_from_error(error))
             if failure.rate_limited:
                 self.rate_limited += 1
                 self.limiter.overload(generation)
             elif failure.lm_down:
-                self.breaker.record(False, _describe(error))
+                self.breaker.record(False, _describe(error), trial=admitted == "trial")
+            elif admitted == "trial":  # a 429: try again later; any other answer: it is up
+                if failure.rate_limited:
+                    self.breaker.state = "open"
+                else:
+                    self.breaker.record(True, trial=True)
             if not failure.retryable or attempt >= self.policy.max_retries:
                 row.error = _describe(error)
                 break
@@ -189,9 +205,11 @@ class _ChunkState:
         row.cost += cost
 
     def stats(self) -> dict[str, Any]:
-        return {"rate_limited": self.rate_limited, "retries": self.retries,
+        return {"rate_limited": self.rate_limited, "paced": self.paced,
+                "retries": self.retries,
                 "attempts": self.attempts, "peak_concurrency": self.limiter.peak,
                 "final_concurrency": self.limiter.limit, "circuit_open": self.breaker.open,
+                "circuit_recoveries": self.breaker.recoveries,
                 "circuit_message": self.breaker.message() if self.breaker.open else None,
                 "fast_rows": self.fast_rows, "fast_reason": self.fast_reason, "pid": os.getpid()}
 
@@ -204,7 +222,8 @@ def _describe(exc: BaseException) -> str:
 # -- calling one row ------------------------------------------------------------------------------
 
 def _runner(task: ChunkTask, state: _ChunkState) -> Any:
-    """``async call(inputs) -> (outputs, prompt_tokens, completion_tokens, cost)``."""
+    """``async call(inputs) -> (outputs, prompt_tokens, completion_tokens, cost, hint)``
+    (``hint``: the reply's rate-limit headers, when the transport sees them)."""
     from dspex_lab.runtime import build_lm, build_module
 
     program, opts = task.program, task.options
@@ -217,17 +236,18 @@ def _runner(task: ChunkTask, state: _ChunkState) -> Any:
     threads = _executor(max(task.concurrency, 8))
     custom = getattr(module, "__dspex_arun_row__", None)
 
-    async def via_dspy(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float]:
+    async def via_dspy(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float, Any]:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         fn = functools.partial(_call_dspy, program, inputs, task.lm, opts, overrides)
         out = await loop.run_in_executor(threads, ctx.run, fn)
         return checked(out["outputs"]), out["prompt_tokens"], out["completion_tokens"], \
-            out["cost"]
+            out["cost"], None
 
     if custom is not None:
-        async def via_custom(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float]:
-            return await _call_custom(custom, inputs, lm, checked)
+        async def via_custom(inputs: dict[str, Any]
+                             ) -> tuple[dict[str, Any], int, int, float, Any]:
+            return (*await _call_custom(custom, inputs, lm, checked), None)
         return via_custom
     if opts.transport != "fast":
         return via_dspy
@@ -239,14 +259,14 @@ def _runner(task: ChunkTask, state: _ChunkState) -> Any:
         state.fast_reason = fast
         return via_dspy
 
-    async def via_fast(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float]:
+    async def via_fast(inputs: dict[str, Any]) -> tuple[dict[str, Any], int, int, float, Any]:
         try:
-            pred, p, c = await fast.acall(inputs)
+            pred, p, c, hint = await fast.acall(inputs)
         except NotEligible as exc:
             state.fast_reason = str(exc)
             return await via_dspy(inputs)
         state.fast_rows += 1
-        return checked(dict(pred.items())), p, c, cost_of(lm.model, p, c)
+        return checked(dict(pred.items())), p, c, cost_of(lm.model, p, c), hint
 
     return via_fast
 
@@ -318,7 +338,8 @@ def chunk_stats(table: pa.Table) -> dict[str, Any]:
 
 # -- per-process machinery -------------------------------------------------------------------------
 
-_STATE: dict[str, Any] = {"pid": None, "loop": None, "pool": None, "adapters": {}}
+_STATE: dict[str, Any] = {"pid": None, "loop": None, "pool": None, "adapters": {},
+                          "pacers": {}, "breakers": {}}
 _STATE_LOCK = threading.Lock()
 
 
@@ -331,7 +352,8 @@ def _loop() -> asyncio.AbstractEventLoop:
                              daemon=True).start()
             if _STATE["pid"] is None:
                 atexit.register(_close_loop)
-            _STATE.update(pid=os.getpid(), loop=loop, pool=None, adapters={})
+            _STATE.update(pid=os.getpid(), loop=loop, pool=None, adapters={}, pacers={},
+                          breakers={})
         return _STATE["loop"]
 
 
@@ -357,6 +379,37 @@ def _executor(threads: int) -> cf.ThreadPoolExecutor:
             pool = _STATE["pool"] = cf.ThreadPoolExecutor(threads,
                                                           thread_name_prefix="dspex-batch")
         return pool
+
+
+def _pacer(task: ChunkTask) -> Pacer:
+    """This process's pacer for the task's LM: what one chunk learns from the provider's
+    headers, the next chunk knows from its first call."""
+    return _shared("pacers", (_lm_key(task.lm), task.parallel), lambda: Pacer(task.parallel))
+
+
+def _breaker(task: ChunkTask) -> CircuitBreaker:
+    """The circuit breaker of this run's chunks in this process (per LM): a paused LM pauses
+    every chunk, and a new run starts with a closed circuit."""
+    return _shared("breakers", (task.execution, _lm_key(task.lm)),
+                   lambda: CircuitBreaker(task.options.breaker))
+
+
+def _lm_key(lm: Any) -> Any:
+    try:
+        hash(lm)
+    except TypeError:
+        return id(lm)
+    return lm
+
+
+def _shared(kind: str, key: Any, make: Any) -> Any:
+    with _STATE_LOCK:
+        items = _STATE[kind]
+        if key not in items:
+            if len(items) > 64:
+                items.clear()
+            items[key] = make()
+        return items[key]
 
 
 def _adapter(name: str | None) -> Any:

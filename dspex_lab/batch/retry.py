@@ -4,7 +4,8 @@ dspex_lab owns retries of batch LM calls: the ``dspy.LM`` a batch uses is a copy
 ``num_retries=0`` (DSPy and litellm would otherwise retry too, multiplying attempts). A failed
 call is classified once (``classify``); 429s, 5xx, timeouts and connection errors are retried
 with exponential backoff and full jitter, honouring ``Retry-After``. A ``CircuitBreaker`` stops
-calling an LM that keeps failing; the rows left then error with ``CircuitOpen``.
+calling an LM that keeps failing, tries one call again after a pause (half-open) and carries
+on if the LM recovered; if it did not, the rows left error with ``CircuitOpen``.
 
     >>> policy = RetryPolicy(max_retries=3, base_delay=0.5, max_delay=8)
     >>> 0 <= policy.backoff(2) <= 2.0
@@ -113,18 +114,35 @@ def _float_or_none(value: Any) -> float | None:
 @dataclass(frozen=True)
 class BreakerConfig:
     """Open the circuit after ``failures`` LM-down failures in a row with no success for
-    ``seconds`` seconds. ``enabled=False`` never opens it."""
+    ``seconds`` seconds. Then, every ``cooldown`` seconds, one trial call goes through
+    (half-open): a success closes the circuit and the run carries on; after ``trials`` failed
+    trials it stays open and the rows left fail with ``CircuitOpen`` (``trials=0``: at once).
+    ``enabled=False`` never opens it."""
 
     failures: int = 50
     seconds: float = 10.0
     enabled: bool = True
+    cooldown: float = 5.0
+    trials: int = 3
+
+    def __post_init__(self) -> None:
+        if self.failures < 1 or self.seconds < 0 or self.cooldown < 0 or self.trials < 0:
+            raise ValueError(
+                f"BreakerConfig needs failures >= 1 and non-negative seconds, cooldown and "
+                f"trials; got failures={self.failures}, seconds={self.seconds}, "
+                f"cooldown={self.cooldown}, trials={self.trials}.")
 
 
 class CircuitBreaker:
-    """Counts consecutive LM-down failures (429s excluded); ``open`` once the config's limits
-    are both reached. A success closes it again. Not thread-safe: one per event loop.
+    """closed -> open -> half-open -> closed, or -> tripped (see ``BreakerConfig``).
 
-    >>> breaker = CircuitBreaker(BreakerConfig(failures=2, seconds=0))
+    Calls ask ``await admit()`` first: ``"go"`` (closed), ``"trial"`` (the one call let
+    through after a cooldown), or None (tripped: fail the row). While the circuit is open or
+    a trial is out, callers wait. Outcomes go to ``record(ok, error, trial=...)``; only LM-down
+    failures and successes count (429s ask us to slow down, not to stop). Not thread-safe:
+    one per event loop.
+
+    >>> breaker = CircuitBreaker(BreakerConfig(failures=2, seconds=0, trials=0))
     >>> breaker.record(ok=False); breaker.record(ok=False); breaker.open
     True
     """
@@ -133,31 +151,63 @@ class CircuitBreaker:
                  clock: Any = time.monotonic) -> None:
         self.config = config or BreakerConfig()
         self._clock = clock
+        self.state = "closed"
         self.consecutive = 0
         self.last_success = clock()
+        self.opened_at = 0.0
+        self.failed_trials = 0
+        self.recoveries = 0
         self.last_error: str | None = None
-        self.opened = False
 
-    def record(self, ok: bool, error: str | None = None) -> None:
+    def record(self, ok: bool, error: str | None = None, trial: bool = False) -> None:
         """Record one attempt's outcome (only successes and LM-down failures)."""
+        now = self._clock()
         if ok:
-            self.consecutive = 0
-            self.last_success = self._clock()
+            if self.state in ("open", "half_open"):
+                self.recoveries += 1
+            self.state, self.consecutive, self.failed_trials = "closed", 0, 0
+            self.last_success = now
             return
         self.consecutive += 1
         self.last_error = error or self.last_error
         cfg = self.config
-        if (cfg.enabled and self.consecutive >= cfg.failures
-                and self._clock() - self.last_success >= cfg.seconds):
-            self.opened = True
+        if trial and self.state == "half_open":
+            self.failed_trials += 1
+            self._open(now, give_up=self.failed_trials >= cfg.trials)
+        elif (self.state == "closed" and cfg.enabled and self.consecutive >= cfg.failures
+              and now - self.last_success >= cfg.seconds):
+            self._open(now, give_up=cfg.trials == 0)
+
+    def _open(self, now: float, give_up: bool) -> None:
+        self.state = "tripped" if give_up else "open"
+        self.opened_at = now
+
+    async def admit(self, poll: float = 0.05) -> str | None:
+        """Wait until a call may go: ``"go"``, ``"trial"``, or None once tripped."""
+        import asyncio
+
+        while True:
+            if self.state == "closed":
+                return "go"
+            if self.state == "tripped":
+                return None
+            left = self.opened_at + self.config.cooldown - self._clock()
+            if self.state == "open" and left <= 0:
+                self.state = "half_open"
+                return "trial"
+            await asyncio.sleep(min(poll, left) if left > 0 else poll)
 
     @property
     def open(self) -> bool:
-        return self.opened
+        """True once the breaker gave up on the LM (the run stops sending it work)."""
+        return self.state == "tripped"
 
     def message(self) -> str:
         """The sentence rows get when the circuit is open."""
         last = f" The last error was: {self.last_error}" if self.last_error else ""
+        trials = (f", and {self.failed_trials} trial call(s) after a {self.config.cooldown:g} s "
+                  "pause failed too" if self.failed_trials else "")
         return (f"The circuit breaker is open: the LM failed {self.consecutive} times in a row "
-                f"with no success for {self.config.seconds:g} s, so dspex_lab stopped calling "
-                f"it.{last} Check the LM, then re-run: finished rows come from the cache.")
+                f"with no success for {self.config.seconds:g} s{trials}, so dspex_lab stopped "
+                f"calling it.{last} Check the LM, then re-run: finished rows come from the "
+                "cache.")

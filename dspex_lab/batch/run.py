@@ -22,6 +22,7 @@ signature; rows not run because of an interrupt, a cancel, the budget or an open
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import threading
@@ -102,12 +103,16 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
     and ``cached``; ``df.attrs["usage"]`` has the totals. Options:
 
     - ``concurrency``: LM calls in flight across all workers (default 16 per worker, at most
-      64), adapted down on 429s (AIMD); ``rpm``/``tpm`` cap requests/tokens per minute.
+      64), adapted down on 429s (AIMD); once the provider's rate-limit headers tell its limits,
+      new calls are paced to fit them (``usage["paced"]``: calls that waited; see
+      ``batch.ratelimits``); ``rpm``/``tpm`` cap requests/tokens per minute on our side.
     - ``on_error``: ``"record"`` (errors in the ``error`` column) or ``"raise"`` (``RunError``
       after the batch, listing the failed rows; the frame is in ``last_run()``).
     - retries: 429/5xx/timeouts, ``max_retries`` times with backoff + jitter and Retry-After
-      (``retry=RetryPolicy(...)`` for more control); ``circuit_breaker`` stops calling an LM
-      that keeps failing (``BreakerConfig(...)`` to tune, False to disable).
+      (``retry=RetryPolicy(...)`` for more control); ``circuit_breaker`` pauses calls to an
+      LM that keeps failing, tries one again after a cooldown and carries on if it recovered
+      (``usage["circuit_recoveries"]``), else stops (``BreakerConfig(...)`` to tune, False to
+      disable).
     - ``cache``: answer rows seen before (same program, inputs, LM and options) from the
       result cache; ``resume``/``spill``: re-attach to the spill of an interrupted run.
     - ``budget_usd`` with ``on_budget="stop"`` (no new work once the projected spend would pass
@@ -160,7 +165,8 @@ class _Run:
         self.done = np.zeros(self.n, dtype=bool)
         self.parts: list[pa.Table] = []
         self.counts = {"rows": 0, "errors": 0, "tokens": 0, "cost": 0.0, "retries": 0,
-                       "rate_limited": 0, "fast_rows": 0, "not_run": 0}
+                       "rate_limited": 0, "paced": 0, "fast_rows": 0, "not_run": 0,
+                       "circuit_recoveries": 0}
         self.notes: dict[str, Any] = {}
         self.started = time.perf_counter()
         self.pool_name = options.pool if isinstance(options.pool, str) else None
@@ -250,12 +256,15 @@ class _Run:
                                      breaker=opts.breaker, transport=opts.transport,
                                      replay=self.replay)
         share = min(slots, total)
+        processes = 1 if isinstance(pool, cf.ThreadPoolExecutor) else share  # pacers per process
+        execution = uuid.uuid4().hex
 
         def make_task(concurrency: int, generation: int) -> ChunkTask:
             return ChunkTask(self.program, self.spec, chunk_options, concurrency,
                              rpm=opts.rpm / share if opts.rpm else None,
                              tpm=opts.tpm / share if opts.tpm else None,
-                             generation=generation)
+                             generation=generation, parallel=processes,
+                             execution=execution)
 
         budget = self.budget = Budget(opts.budget_usd, opts.on_budget) if opts.budget_usd else None
         scheduler = Scheduler(pool, make_task, self.batch.table, np.flatnonzero(~self.done),
@@ -277,7 +286,7 @@ class _Run:
 
     def _on_chunk(self, rows: np.ndarray, table: pa.Table, stats: dict[str, Any]) -> None:
         part = with_rows(table, rows)
-        for key in ("retries", "rate_limited", "fast_rows"):
+        for key in ("retries", "rate_limited", "paced", "fast_rows", "circuit_recoveries"):
             self.counts[key] += int(stats.get(key) or 0)
         if stats.get("fast_reason"):
             self.notes["fast_transport"] = stats["fast_reason"]
@@ -430,6 +439,8 @@ class _Run:
         usage = usage_totals(results, time.perf_counter() - self.started, run_id=self.run_id,
                              status=status, model=self.model, retries=self.counts["retries"],
                              rate_limited=self.counts["rate_limited"],
+                             paced=self.counts["paced"],
+                             circuit_recoveries=self.counts["circuit_recoveries"],
                              fast_rows=self.counts["fast_rows"],
                              not_run=self.counts["not_run"], **self.notes)
         frame.attrs["usage"] = usage

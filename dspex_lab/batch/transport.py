@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dspex_lab.batch import recording as _replay
+from dspex_lab.batch.ratelimits import RateLimitHint
 
 __all__ = ["FastTransport", "NotEligible", "fast_transport"]
 
@@ -109,9 +110,10 @@ class FastTransport:
         self.lm = lm
         self.adapter = _adapter(adapter, self.predictor, lm)
 
-    async def acall(self, inputs: dict[str, Any]) -> tuple[Any, int, int]:
-        """One row: ``(prediction, prompt_tokens, completion_tokens)``; raises DSPy's LM errors
-        (so retries classify them) or ``NotEligible`` when the normal path must redo it."""
+    async def acall(self, inputs: dict[str, Any]) -> tuple[Any, int, int, Any]:
+        """One row: ``(prediction, prompt_tokens, completion_tokens, rate-limit hint or
+        None)``; raises DSPy's LM errors (so retries classify them; a 429 keeps its headers)
+        or ``NotEligible`` when the normal path must redo it."""
         pred = self.predictor
         lm, config, signature, demos, kwargs = pred._forward_preprocess(lm=self.lm, **inputs)
         if any(k in config for k in ("tools", "tool_choice", "n", "prediction")):
@@ -119,16 +121,16 @@ class FastTransport:
         messages = self.adapter.format(signature, demos, kwargs)
         settings = {**self.endpoint.settings,
                     **{k: v for k, v in config.items() if k not in _CLIENT_KEYS}}
-        text, prompt_tokens, completion_tokens = await self._complete(messages, settings)
+        text, prompt_tokens, completion_tokens, hint = await self._complete(messages, settings)
         try:
             completions = self.adapter._call_postprocess(signature, signature, [text], lm, config)
         except Exception as exc:  # DSPy would retry with its JSONAdapter: let it
             raise NotEligible(f"the ChatAdapter could not parse the reply ({exc})") from exc
         return pred._forward_postprocess(completions, signature, **kwargs), prompt_tokens, \
-            completion_tokens
+            completion_tokens, hint
 
     async def _complete(self, messages: list[dict[str, Any]], settings: dict[str, Any]
-                        ) -> tuple[str, int, int]:
+                        ) -> tuple[str, int, int, Any]:
         config = _replay.current()
         key = None
         if config is not None:
@@ -138,9 +140,9 @@ class FastTransport:
                 if entry is not None:
                     usage = entry.get("usage") or {}
                     return (_replay.entry_text(entry), int(usage.get("prompt_tokens") or 0),
-                            int(usage.get("completion_tokens") or 0))
+                            int(usage.get("completion_tokens") or 0), None)
         body = {"model": self.endpoint.model, "messages": messages, **settings}
-        data = await _post(self.endpoint, body)
+        data, hint = await _post(self.endpoint, body)
         try:
             message = data["choices"][0]["message"]
             text = message.get("content") or ""
@@ -154,10 +156,11 @@ class FastTransport:
         if config is not None and config.mode == "record" and key is not None:
             _replay.store(config).append(key, _replay.text_entry(
                 data.get("model") or self.endpoint.model, text, prompt, completion))
-        return text, prompt, completion
+        return text, prompt, completion, hint
 
 
-async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """POST one chat completion: ``(reply, rate-limit hint or None)``, or DSPy's LM error."""
     import aiohttp
     from dspy.utils import exceptions as dx
 
@@ -170,6 +173,7 @@ async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
             raw = await resp.read()
             status = resp.status
             retry_after = resp.headers.get("Retry-After")
+            hint = RateLimitHint.from_headers(resp.headers)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise dx.LMTimeoutError(f"No reply within {endpoint.timeout} s.", model=model,
                                 provider="openai") from exc
@@ -177,13 +181,15 @@ async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> dict[str, Any]:
         raise dx.LMTransportError(f"{type(exc).__name__}: {exc}", model=model,
                                   provider="openai") from exc
     if status == 200:
-        return json.loads(raw)
+        return json.loads(raw), hint
     detail = raw[:300].decode("utf-8", "replace")
     wait = _seconds(retry_after)
     cls = (dx.LMRateLimitError if status == 429 else dx.LMServerError if status >= 500
            else dx.LMAuthError if status in (401, 403) else dx.LMInvalidRequestError)
-    raise cls(f"HTTP {status}: {detail}", model=model, provider="openai", status=status,
-              retry_after=wait)
+    error = cls(f"HTTP {status}: {detail}", model=model, provider="openai", status=status,
+                retry_after=wait)
+    error._dspex_hint = hint  # type: ignore[attr-defined]
+    raise error
 
 
 def _seconds(value: str | None) -> float | None:

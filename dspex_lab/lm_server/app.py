@@ -74,6 +74,7 @@ class LMApp:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._seen: dict[str, int] = {}
+        self._bucket: tuple[float, float] | None = None  # (level, monotonic time)
         self._reset_stats()
 
     # -- control -------------------------------------------------------------------------------
@@ -89,6 +90,7 @@ class LMApp:
         with self._lock:
             self._reset_stats()
             self._seen.clear()
+            self._bucket = None
             if options:
                 self.options = self.initial_options
 
@@ -134,6 +136,9 @@ class LMApp:
                 self._seen.clear()
             self._seen[prompt.key] = attempt + 1
         delay = delay_seconds(options, prompt.key, text)
+        limit = self._take_request(options)
+        if limit is not None and limit["wait"] > 0:
+            return self._limited(options, limit, delay)
         fault = decide_fault(options, prompt.key, text, attempt)
         if fault is not None:
             return self._fault(fault, options, delay)
@@ -145,6 +150,41 @@ class LMApp:
                                f"The dspex-lab LM server could not answer: "
                                f"{type(exc).__name__}: {exc}")
         reply.delay_s = delay
+        if limit is not None and options.ratelimit_headers:
+            reply.headers.update(_limit_headers(limit))
+        return reply
+
+    # -- the request limit (a token bucket) ------------------------------------------------------
+    def _take_request(self, options: ServerOptions) -> dict[str, float] | None:
+        """Take one request from the bucket: None without a limit, else the limit, what
+        remains, seconds until it is full again, and ``wait`` > 0 when none was left."""
+        if options.request_limit <= 0:
+            return None
+        capacity = float(options.request_limit)
+        rate = capacity / options.limit_window_s
+        now = time.monotonic()
+        with self._lock:
+            level, stamp = self._bucket or (capacity, now)
+            level = min(capacity, level + (now - stamp) * rate)
+            wait = 0.0
+            if level >= 1.0:
+                level -= 1.0
+            else:
+                wait = (1.0 - level) / rate
+            self._bucket = (level, now)
+        return {"limit": capacity, "remaining": float(int(level)), "wait": wait,
+                "reset": (capacity - level) / rate}
+
+    def _limited(self, options: ServerOptions, limit: dict[str, float], delay: float) -> Reply:
+        with self._lock:
+            self._errors["429"] += 1
+        reply = self._error_reply(429, "rate_limit_error", "rate_limit_exceeded",
+                                  f"Rate limit reached: {int(limit['limit'])} requests per "
+                                  f"{options.limit_window_s:g} s (dspex-lab LM server).")
+        reply.headers["Retry-After"] = f"{limit['wait']:.3f}"
+        if options.ratelimit_headers:
+            reply.headers.update(_limit_headers(limit))
+        reply.delay_s = min(delay, 0.001)
         return reply
 
     def _answer(self, body: dict[str, Any], prompt: ParsedPrompt, options: ServerOptions) -> Reply:
@@ -201,6 +241,13 @@ class LMApp:
     def _error_reply(status: int, error_type: str, code: str, message: str) -> Reply:
         return Reply(status=status, payload={"error": {"message": message, "type": error_type,
                                                        "code": code, "param": None}})
+
+
+def _limit_headers(limit: dict[str, float]) -> dict[str, str]:
+    """OpenAI's request rate-limit headers (``reset`` as ``1.25s``)."""
+    return {"x-ratelimit-limit-requests": str(int(limit["limit"])),
+            "x-ratelimit-remaining-requests": str(int(limit["remaining"])),
+            "x-ratelimit-reset-requests": f"{limit['reset']:.3f}s"}
 
 
 def _format_seconds(seconds: float) -> str:

@@ -13,6 +13,12 @@ Kinds: ``429`` (with a ``Retry-After`` header of ``retry_after_s``), ``500``, ``
 (hang ``hang_s`` seconds, longer than any sane client timeout, then drop the connection) and
 ``drop`` (close the connection without a response).
 
+A real rate limit, as providers enforce it: ``request_limit`` requests per ``limit_window_s``
+seconds (a token bucket: that many at once, refilled evenly). Over it a request gets a 429
+with ``Retry-After``; every reply carries OpenAI's ``x-ratelimit-limit-requests``,
+``x-ratelimit-remaining-requests`` and ``x-ratelimit-reset-requests`` headers unless
+``ratelimit_headers`` is False.
+
     >>> opts = ServerOptions().with_changes(error_rate=0.5, error_kinds=["500"])
     >>> opts.error_kinds
     ('500',)
@@ -51,6 +57,9 @@ class ServerOptions:
     stream_chunk_ms: float = 0.0
     responder: Any = None
     rules: tuple[Rule, ...] = ()
+    request_limit: int = 0  # requests per limit_window_s; 0: no limit
+    limit_window_s: float = 60.0
+    ratelimit_headers: bool = True
 
     def with_changes(self, **changes: Any) -> ServerOptions:
         """A validated copy with ``changes`` applied."""
@@ -127,6 +136,25 @@ def _kinds(name: str, value: Any) -> tuple[str, ...]:
     return kinds
 
 
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{name} must be a whole number >= 0, got {value!r}.")
+    return value
+
+
+def _positive(name: str, value: Any) -> float:
+    number = _non_negative(name, value)
+    if number == 0:
+        raise ConfigurationError(f"{name} must be a number > 0, got {value!r}.")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
 def _seed(name: str, value: Any) -> int:
     try:
         return int(value)
@@ -152,7 +180,8 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "latency_ms": _non_negative, "jitter_ms": _non_negative, "error_rate": _rate,
     "error_kinds": _kinds, "seed": _seed, "retry_after_s": _non_negative,
     "hang_s": _non_negative, "stream_chunk_ms": _non_negative, "rules": _rules,
-    "responder": _responder,
+    "responder": _responder, "request_limit": _count, "limit_window_s": _positive,
+    "ratelimit_headers": _flag,
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dspex_lab import telemetry
+from dspex_lab.batch import recording as _replay
 from dspex_lab.cache import cache_key, get_cache
 from dspex_lab.errors import LMError
 from dspex_lab.programs import Program, as_program
@@ -55,8 +56,8 @@ def _key(program: Program, inputs: dict[str, Any], lm: Any, adapter: str | None,
 
 
 def _native_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: str | None = None,
-                 temperature: float | None = None, cache: bool = True, inline: bool = False
-                 ) -> dict[str, Any]:
+                 temperature: float | None = None, cache: bool = True, inline: bool = False,
+                 replay: Any = None) -> dict[str, Any]:
     """Native route: a cache hit, or (only when asked with ``implementation='native'``) DSPy
     run inline in the kernel. Anything else is declined, so the router sends it to a worker."""
     if cache:
@@ -66,15 +67,17 @@ def _native_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: 
             return {**hit, "cached": True, "latency_ms": 0.0, "prompt_tokens": 0,
                     "completion_tokens": 0, "cost": 0.0}
     if inline:
-        return _run_translating_lm_errors(program, inputs, lm, adapter, temperature)
+        with _replay.activated(replay):
+            return _run_translating_lm_errors(program, inputs, lm, adapter, temperature)
     raise NotImplementedError("not in the cache")
 
 
 def _pool_call(program: Program, inputs: dict[str, Any], lm: Any, *, adapter: str | None = None,
-               temperature: float | None = None, cache: bool = True, inline: bool = False
-               ) -> dict[str, Any]:
-    """Pool route: runs in a worker process."""
-    return _run_translating_lm_errors(program, inputs, lm, adapter, temperature)
+               temperature: float | None = None, cache: bool = True, inline: bool = False,
+               replay: Any = None) -> dict[str, Any]:
+    """Pool route: runs in a worker process (recording or replaying when the kernel is)."""
+    with _replay.activated(replay):
+        return _run_translating_lm_errors(program, inputs, lm, adapter, temperature)
 
 
 def _run_translating_lm_errors(program: Program, inputs: dict[str, Any], lm: Any,
@@ -117,6 +120,8 @@ def call_program(operation: str, program: Program, inputs: dict[str, Any], *, lm
     if program.signature is not None:
         inputs = program.signature.validate_inputs(inputs)
     spec = resolve_lm(lm)
+    replay = _replay.current()
+    recording = replay is not None and replay.mode == "record"  # the LM must be called
     start = time.perf_counter()
     error: str | None = None
     result: dict[str, Any] = {}
@@ -124,8 +129,8 @@ def call_program(operation: str, program: Program, inputs: dict[str, Any], *, lm
     try:
         result, taken = get_router().call_routed(
             operation, program, inputs, spec, adapter=adapter, temperature=temperature,
-            cache=cache, inline=implementation == "native", implementation=implementation,
-            timeout=timeout)
+            cache=cache and not recording, inline=implementation == "native",
+            implementation=implementation, timeout=timeout, replay=replay)
         route = taken.implementation
         if cache and not result.get("cached"):
             get_cache().put(_key(program, inputs, spec, adapter, temperature), _cacheable(result))

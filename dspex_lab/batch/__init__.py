@@ -7,12 +7,14 @@ usage and cost, spill/resume, adaptive concurrency, budgets, estimates and recor
 Modules: ``run`` (the public ``run``/``last_run``), ``inputs`` (columns and row checks),
 ``schedule`` (chunks on the pool), ``chunk`` (the worker-side executor), ``transport`` (the
 optional fast transport), ``retry`` (backoff, circuit breaker), ``concurrency`` (AIMD, rate
-limits), ``spill`` (results on disk, resume), ``frame`` (the output frame and totals),
+limits), ``ratelimits`` (pacing by the provider's rate-limit headers), ``spill`` (results on
+disk, resume), ``frame`` (the output frame and totals),
 ``progress`` (the bar), ``estimate`` (dry runs), ``recording`` (record/replay LM traffic).
 """
 
 from dspex_lab.batch.concurrency import AIMDLimiter, SharedLimit, TokenBucket
 from dspex_lab.batch.estimate import Estimate, estimate
+from dspex_lab.batch.ratelimits import Pacer, RateLimitHint
 from dspex_lab.batch.recording import Recording, record, replay
 from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy
 from dspex_lab.batch.run import RunOptions, last_run, run
@@ -22,6 +24,8 @@ __all__ = [
     "BreakerConfig",
     "CircuitBreaker",
     "Estimate",
+    "Pacer",
+    "RateLimitHint",
     "Recording",
     "RetryPolicy",
     "RunOptions",

@@ -85,3 +85,21 @@ def test_lm_failure_is_a_clear_lm_error_and_is_not_cached(dspy_lm, lm_server):
     assert lm_server.stats()["requests"] == 2
     last = telemetry.get_bus().snapshot("call")[-1]
     assert last.fields["error"].startswith("LMError: The LM call")
+
+
+def test_single_calls_record_in_the_worker_and_replay_with_the_server_stopped(tmp_path):
+    from dspex_lab.testing import make_lm, running_server
+
+    log = tmp_path / "single.lmlog"
+    question = "What is the capital of Japan? (recorded)"
+    with running_server() as own:
+        lm = make_lm(own)
+        dspex_lab.predict("question -> answer", question=question, lm=lm)  # now cached
+        with dspex_lab.record(log):  # recording calls the LM even for a cached answer
+            live = dspex_lab.predict("question -> answer", question=question, lm=lm)
+        assert own.stats()["requests"] == 2 and live._dspex.route == "pool"
+    assert log.read_text().count("\n") == 1  # written by the worker
+    with dspex_lab.replay(log):
+        again = dspex_lab.predict("question -> answer", question=question, lm=lm, cache=False)
+    assert again.answer == live.answer == "Tokyo" and again._dspex.route == "pool"
+    assert again._dspex.prompt_tokens == live._dspex.prompt_tokens

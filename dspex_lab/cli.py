@@ -82,6 +82,7 @@ def serve(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``dspex-lab`` command (``demo``, ``lab``, ``serve``); returns the exit code."""
     parser = argparse.ArgumentParser(prog="dspex-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="run a signature over a DataFrame on the embedded LM")

@@ -244,10 +244,12 @@ class DaskSession:
         return self._pinned(_call_stored, self.id, target, args, kwargs)
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> cf.Future:
+        """Run ``fn(*args, **kwargs)`` on this session's Dask worker."""
         return self.pool._submit(_run_task, (fn, args, kwargs), None, [self.address],
                                  getattr(fn, "__name__", "task"))
 
     def close(self) -> None:
+        """End the session (its worker forgets the stored objects)."""
         self._pinned(_drop_session, self.id)
 
     def __enter__(self) -> DaskSession:

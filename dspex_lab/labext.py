@@ -127,6 +127,7 @@ class TelemetryAggregator:
             self._recent.append(self._call_row(call))
 
     def feed_all(self, events: Iterable[Event]) -> None:
+        """Fold many events in, oldest first."""
         for event in events:
             self.feed(event)
 

@@ -50,6 +50,7 @@ class Progress:
             self._bar.set_description_str(f"dspex run ({text})")
 
     def close(self) -> None:
+        """Close the bar (idempotent)."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

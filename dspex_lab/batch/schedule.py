@@ -55,6 +55,7 @@ class Budget:
     rows: int = 0  # rows that made LM calls
 
     def add(self, cost: float, rows: int) -> None:
+        """Count the cost of ``rows`` rows that made LM calls."""
         self.spent += cost
         self.rows += rows
 

@@ -51,6 +51,7 @@ class Facts:
         self.kind = kind
 
     def as_dict(self) -> dict[str, Any]:
+        """The facts as a plain dict (label -> value)."""
         return dict(self.rows)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

@@ -31,6 +31,7 @@ class PoolStatusView:
         self.statuses = list(statuses)
 
     def rows(self) -> list[list[Any]]:
+        """One row of cells per pool, in ``COLUMNS`` order."""
         return [[_cell(s, key) for _, key in COLUMNS] for s in self.statuses]
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:

@@ -43,6 +43,7 @@ class TelemetryCallback(BaseCallback):
         self._claimed: OrderedDict[int, None] = OrderedDict()
 
     def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        """DSPy hook: note when and with which model a call started."""
         try:
             with self._lock:
                 if call_id in self._pending:
@@ -55,6 +56,7 @@ class TelemetryCallback(BaseCallback):
 
     def on_lm_end(self, call_id: str, outputs: Any, exception: BaseException | None = None
                   ) -> None:
+        """DSPy hook: emit the call's ``lm.call`` event (latency, usage, cost, error)."""
         try:
             with self._lock:
                 started = self._pending.pop(call_id, None)

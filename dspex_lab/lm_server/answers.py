@@ -43,9 +43,11 @@ class Rule:
     answer: Any
 
     def matches(self, text: str) -> bool:
+        """Whether ``match`` (a regular expression) occurs in ``text``."""
         return re.search(self.match, text, re.I | re.S) is not None
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule as JSON-safe data."""
         return {"match": self.match, "answer": self.answer}
 
 

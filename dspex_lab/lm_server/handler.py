@@ -49,6 +49,7 @@ class LMHTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve each connection in its own daemon thread (tracked for shutdown)."""
         thread = threading.Thread(target=self.process_request_thread,
                                   args=(request, client_address), daemon=True,
                                   name=f"dspex-lm-conn-{client_address[1]}")
@@ -57,6 +58,7 @@ class LMHTTPServer(ThreadingHTTPServer):
         thread.start()
 
     def shutdown_request(self, request: Any) -> None:
+        """Forget the connection, then close it."""
         with self._conn_lock:
             self._connections.pop(request, None)
         super().shutdown_request(request)

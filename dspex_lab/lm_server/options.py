@@ -84,6 +84,7 @@ class ServerOptions:
         return data
 
     def responder_callable(self) -> Callable[..., Any] | None:
+        """The responder as a callable (an import string is imported), or None."""
         return resolve_responder(self.responder)
 
 

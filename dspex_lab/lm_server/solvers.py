@@ -86,16 +86,20 @@ class HashRandom:
         self._count = 0
 
     def random(self) -> float:
+        """The next float in [0, 1), from the seed and a counter."""
         self._count += 1
         return stable_hash(self._base, self._count) / 2**64
 
     def randrange(self, n: int) -> int:
+        """An int in ``range(n)``."""
         return min(int(self.random() * n), n - 1)
 
     def randint(self, low: int, high: int) -> int:
+        """An int in ``[low, high]``, both ends included."""
         return low + self.randrange(high - low + 1)
 
     def uniform(self, low: float, high: float) -> float:
+        """A float in ``[low, high)``."""
         return low + (high - low) * self.random()
 
 

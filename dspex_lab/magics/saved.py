@@ -36,6 +36,7 @@ class SavedProgram:
     concurrency: int | None = None
 
     def describe(self) -> str:
+        """One line: the signature (or program) and its options."""
         sig = self.program.signature
         text = str(sig) if sig is not None else repr(self.program)
         extra = ", ".join(f"{k}={v!r}" for k, v in (("lm", self.lm), ("adapter", self.adapter))

@@ -243,6 +243,7 @@ class Pipeline:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, allow_pickle: bool = False) -> Pipeline:
+        """A pipeline from ``to_dict`` data (pickled steps only with ``allow_pickle``)."""
         from dspex_lab.pipeline.io import pipeline_from_dict
 
         return pipeline_from_dict(data, allow_pickle=allow_pickle)

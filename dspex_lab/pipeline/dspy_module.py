@@ -56,6 +56,7 @@ class PipelineModule(dspy.Module):
         return self._pipeline
 
     def forward(self, **inputs: Any) -> Any:
+        """Run the pipeline on ``inputs`` inside DSPy; returns a ``dspy.Prediction``."""
         runner = Runner(self._pipeline.plan, self._pipeline.name, self._call,
                         continue_on_error=False, concurrent=False, emit=False)
         result = runner.run(inputs)
@@ -75,6 +76,7 @@ class PipelineModule(dspy.Module):
         return Leaf(dict(pred.items()), "inline")
 
     def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
+        """DSPy's state plus the pipeline's fingerprint (tells pipelines apart in caches)."""
         state = super().dump_state(json_mode=json_mode)
         state["_dspex_pipeline"] = fingerprint(self._pipeline)  # tells pipelines apart in caches
         return state

@@ -157,6 +157,7 @@ class DSPyStep(Step):
         return DSPY_KINDS[self.module]
 
     def renamed(self, name: str) -> Step:
+        """A copy of the step under another name."""
         return dataclasses.replace(self, name=name, _memo={})
 
     def __getstate__(self) -> dict[str, Any]:  # built modules stay behind
@@ -203,6 +204,7 @@ class Sequence(Step):
         return self.steps
 
     def with_children(self, children: tuple[Step, ...]) -> Step:
+        """A copy with other child steps."""
         return dataclasses.replace(self, steps=tuple(children))
 
 
@@ -222,6 +224,7 @@ class Parallel(Step):
         return self.branches
 
     def with_children(self, children: tuple[Step, ...]) -> Step:
+        """A copy with other branches."""
         return dataclasses.replace(self, branches=tuple(children))
 
 
@@ -247,6 +250,7 @@ class When(Step):
         return (self.then,) if self.otherwise is None else (self.then, self.otherwise)
 
     def with_children(self, children: tuple[Step, ...]) -> Step:
+        """A copy with other branches (then, otherwise)."""
         otherwise = children[1] if len(children) > 1 else None
         return dataclasses.replace(self, then=children[0], otherwise=otherwise)
 
@@ -279,6 +283,7 @@ class Map(Step):
         return (self.step,)
 
     def with_children(self, children: tuple[Step, ...]) -> Step:
+        """A copy with another step to map."""
         return dataclasses.replace(self, step=children[0])
 
 

@@ -60,6 +60,7 @@ class Registry:
             return op
 
     def get(self, name: str) -> Operation:
+        """The operation called ``name``; ``RoutingError`` listing the known ones if none."""
         try:
             return self._ops[name]
         except KeyError:
@@ -70,6 +71,7 @@ class Registry:
             ) from None
 
     def names(self) -> list[str]:
+        """The registered operation names, sorted."""
         return sorted(self._ops)
 
     def __contains__(self, name: str) -> bool:

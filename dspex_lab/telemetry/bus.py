@@ -40,6 +40,7 @@ class Event:
     fields: dict[str, Any] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
+        """The event as one flat dict: kind, ts and its fields."""
         return {"kind": self.kind, "ts": self.ts, **self.fields}
 
 
@@ -128,6 +129,7 @@ class Bus:
         self.redact_prompts = False
 
     def emit(self, kind: str, **fields: Any) -> Event:
+        """Buffer an event (secrets masked) and hand it to every subscriber; returns it."""
         for k, v in fields.items():
             if _secret_key(k):
                 fields[k] = "***"
@@ -182,6 +184,7 @@ class Bus:
         return [e for e in items if _matches(e.kind, wanted)]
 
     def clear(self) -> None:
+        """Drop every buffered event."""
         with self._lock:
             self._events.clear()
             self._weights.clear()

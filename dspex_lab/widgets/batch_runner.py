@@ -169,6 +169,7 @@ class BatchRunner(w.VBox):
             self.extra.children = (button,)
 
     def close(self) -> None:
+        """Stop the refresh timer and close the widget."""
         if self._ticker is not None:
             self._ticker.stop()
         super().close()

@@ -79,6 +79,7 @@ class DashboardStats:
         return True
 
     def add_many(self, events: Iterable[Event]) -> bool:
+        """Fold many events in; True when any changed what the dashboard shows."""
         changed = False
         for event in events:
             changed = self.add(event) or changed
@@ -190,6 +191,7 @@ class DashboardStats:
                 "p50_ms": p50, "p95_ms": p95, "calls_per_s": self.recent_rate()}
 
     def percentiles(self) -> tuple[float | None, float | None]:
+        """p50 and p95 of the kept latencies (ms), or None before the first call."""
         if not self.latencies:
             return None, None
         p50, p95 = np.percentile(np.fromiter(self.latencies, float), [50, 95])

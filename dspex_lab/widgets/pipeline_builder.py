@@ -76,6 +76,7 @@ class PipelineBuilder(w.VBox):
         return self.draft.pipeline
 
     def to_code(self, variable: str = "pipeline") -> str:
+        """The Python code that builds the pipeline drafted so far."""
         return self.draft.to_code(variable)
 
     # -- actions ---------------------------------------------------------------------------------
@@ -85,10 +86,12 @@ class PipelineBuilder(w.VBox):
         self._rebuild()
 
     def remove_step(self, index: int) -> None:
+        """Remove the step at ``index`` and redraw."""
         self.draft.remove(index)
         self._rebuild()
 
     def move_step(self, index: int, offset: int) -> None:
+        """Move the step at ``index`` by ``offset`` places and redraw."""
         self.draft.move(index, offset)
         self._rebuild()
 

@@ -121,6 +121,7 @@ class PipelineDraft:
         return step
 
     def remove(self, index: int) -> StepDraft:
+        """Remove and return the step at ``index``."""
         return self.steps.pop(index)
 
     def move(self, index: int, offset: int) -> int:

@@ -88,10 +88,12 @@ class SignatureBuilder(w.VBox):
         self._rebuild()
 
     def remove_field(self, kind: Kind, index: int) -> None:
+        """Remove an input or output field and redraw."""
         self.draft.remove(kind, index)
         self._rebuild()
 
     def move_field(self, kind: Kind, index: int, offset: int) -> None:
+        """Move an input or output field by ``offset`` places and redraw."""
         self.draft.move(kind, index, offset)
         self._rebuild()
 

@@ -18,6 +18,7 @@ from dspex_lab.lm import (
     get_lm,
     install_callback,
     lm_spec,
+    named_lms,
     reset,
     resolve,
     resolve_model,
@@ -87,12 +88,16 @@ def test_named_lms_and_unknown_name():
     assert get_lm("local").model == "ollama_chat/llama3"
     assert get_lm("offline").kwargs["api_base"] == embedded_server().url
     assert get_lm("fast") is get_lm("fast")
+    assert named_lms() == {"fast": "openai/gpt-4o-mini",
+                           "local": "ollama_chat/llama3", "offline": "openai/dspex-embedded",
+                           "strong": "anthropic/claude-3-5-sonnet-latest"}
     with pytest.raises(ConfigurationError) as info:
         get_lm("fsat")
     assert "'fast'" in str(info.value) and "'strong'" in str(info.value)
     configure(lms={"fast": None})
     with pytest.raises(ConfigurationError):
         get_lm("fast")
+    assert "fast" not in named_lms()
 
 
 def test_user_dspy_lm_instance_is_kept():

@@ -200,6 +200,16 @@ def lm_spec(name: str | None = None) -> LMSpec:
         return _to_spec(entry)
 
 
+def named_lms() -> dict[str, str]:
+    """The configured named LMs: name -> model string.
+
+    >>> dspex_lab.configure(lms={"fast": "openai/gpt-4o-mini"}); named_lms()  # doctest: +SKIP
+    {'fast': 'openai/gpt-4o-mini'}
+    """
+    with _LOCK:
+        return {name: _to_spec(entry).model for name, entry in sorted(_STATE.named.items())}
+
+
 def resolve(lm: Any = None) -> LMSpec:
     """An ``LMSpec`` from None (the default), a configured name, a model string or alias, a
     dict, an ``LMSpec`` or a ``dspy.LM``."""

@@ -1,6 +1,7 @@
 """``%dspex_lm [MODEL]``: show the LM the magics use, or set it (``Dspex.lm``).
 
-    %dspex_lm                          # which model, from where, with which settings
+    %dspex_lm                          # which model, from where, with which settings, and
+                                       # the named LMs of dspex_lab.configure(lms=...)
     %dspex_lm openai/gpt-4o-mini       # same as %config Dspex.lm = "openai/gpt-4o-mini"
     %dspex_lm fast                     # an alias from Dspex.aliases, or a configured name
 
@@ -22,7 +23,7 @@ _HIDDEN_FOR_EMBEDDED = {"api_base", "base_url", "api_key"}
 
 def lm_info(model: str | None, config: Dspex | None = None) -> Facts:
     """Set ``Dspex.lm`` to ``model`` (checked first) when given; return what the magics use."""
-    from dspex_lab.lm import resolve
+    from dspex_lab.lm import named_lms, resolve
 
     cfg = config or get_config()
     if model:
@@ -37,6 +38,9 @@ def lm_info(model: str | None, config: Dspex | None = None) -> Facts:
         rows.append(("note", "the embedded offline LM (deterministic fake answers, no key)"))
     if settings:
         rows.append(("settings", settings))
+    named = named_lms()
+    if named:
+        rows.append(("named LMs", named))
     if cfg.aliases:
         rows.append(("aliases", dict(cfg.aliases)))
     return Facts("LM used by %%dspex", rows, kind="lm")

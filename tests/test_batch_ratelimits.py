@@ -67,15 +67,21 @@ def test_without_a_hint_calls_go_straight_through():
     assert pacer.outstanding == 0 and pacer.requests.rate is None
 
 
-def test_calls_are_spaced_by_the_rate_the_reset_time_implies(monkeypatch):
-    clock = Clock()
-    slept = []
+@pytest.fixture
+def fake_time(monkeypatch):
+    """A clock that ``asyncio.sleep`` moves forward at once; yields (clock, seconds slept)."""
+    clock, slept = Clock(), []
 
     async def fake_sleep(seconds):
         slept.append(seconds)
         clock.now += seconds
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    return clock, slept
+
+
+def test_calls_are_spaced_by_the_rate_the_reset_time_implies(fake_time):
+    clock, slept = fake_time
     pacer = Pacer(clock=clock)
     run(pacer.ready())  # one request out
     pacer.observe(RateLimitHint(limit_requests=10, remaining_requests=2, reset_requests=0.8))
@@ -97,15 +103,8 @@ def test_split_over_processes_and_forgotten_without_news():
     assert run(pacer.ready()) is False and pacer.requests.rate is None
 
 
-def test_a_token_limit_waits_for_the_tokens_a_call_uses(monkeypatch):
-    clock = Clock()
-    slept = []
-
-    async def fake_sleep(seconds):
-        slept.append(seconds)
-        clock.now += seconds
-
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+def test_a_token_limit_waits_for_the_tokens_a_call_uses(fake_time):
+    clock, slept = fake_time
     pacer = Pacer(clock=clock)
     run(pacer.ready())
     pacer.observe(RateLimitHint(limit_tokens=1000, remaining_tokens=150, reset_tokens=1.7),

@@ -211,13 +211,13 @@ def test_dspex_lm_shows_and_sets(ip, fresh_config):
     result, _ = run(ip, "%dspex_lm")
     facts = result.result.as_dict()
     assert facts["model"] == "openai/dspex-embedded" and "magictest" in facts["source"]
-    assert "named LMs" not in facts
+    assert "magictest" in facts["named LMs"] and "judge" not in facts["named LMs"]
     result, _ = run(ip, "%dspex_lm embedded")
     assert fresh_config.lm == "embedded"
     dspex_lab.configure(lms={"judge": "openai/gpt-4o-mini"})
     try:
         facts = run(ip, "%dspex_lm")[0].result.as_dict()
-        assert facts["named LMs"] == {"judge": "openai/gpt-4o-mini"}
+        assert facts["named LMs"]["judge"] == "openai/gpt-4o-mini"
     finally:
         dspex_lab.configure(lms={"judge": None})
     result, err = run(ip, "%dspex_lm nonsense-model")

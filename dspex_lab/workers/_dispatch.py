@@ -195,6 +195,8 @@ class Dispatcher:
         if task.done:
             return None
         task.done = True
+        if msg.get("out") and task.future is not None:
+            task.future.output = msg["out"]
         if "decode_error" in msg:
             exc: BaseException = msg["decode_error"]
         elif _wire.is_error(msg):

@@ -28,6 +28,8 @@ _CELL = struct.Struct("q")
 
 class TaskFuture(cf.Future):
     """A ``concurrent.futures.Future`` for a pool task; ``cancel()`` also stops a running task.
+    What the task printed is in ``output``; the first ``result()`` prints it to this process's
+    ``sys.stdout`` (in Jupyter: the cell that collects the result).
 
     >>> fut = pool.submit(time.sleep, 60); fut.cancel(); fut.result()   # raises TaskCancelled
     """
@@ -36,6 +38,16 @@ class TaskFuture(cf.Future):
         super().__init__()
         self._pool = pool
         self._task = task
+        self.output: str | None = None
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return super().result(timeout)
+        finally:
+            if self.output is not None and self.done():
+                text, self.output = self.output, None
+                with contextlib.suppress(Exception):  # a closed stdout must not lose the result
+                    print(text, end="" if text.endswith("\n") else "\n", flush=True)
 
     @property
     def task_id(self) -> int:

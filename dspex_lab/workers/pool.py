@@ -89,6 +89,8 @@ class WorkerPool(Dispatcher, Scheduling, Lifecycle):
     ``start="eager"`` starts the processes now, in the background; ``"lazy"`` on first use.
     ``cancel_grace``: seconds a cancelled task has to stop before its worker is killed.
     ``health_interval``: seconds between pings of idle workers. ``task_events``: see above.
+    ``relay_output``: what tasks print comes back and is printed where the result is collected
+    (a notebook cell), not on the worker's terminal.
 
     >>> pool = WorkerPool("optimizer", size=1, env={"OMP_NUM_THREADS": "1"})
     >>> pool.submit(sum, [1, 2, 3], timeout=10).result()
@@ -103,7 +105,8 @@ class WorkerPool(Dispatcher, Scheduling, Lifecycle):
                  task_timeout: float | None = None, max_queue: int = 10_000,
                  max_attempts: int = 2, start: str = "lazy", *,
                  queue_timeout: float | None = None, cancel_grace: float = 0.5,
-                 health_interval: float = 10.0, task_events: bool | str = True) -> None:
+                 health_interval: float = 10.0, task_events: bool | str = True,
+                 relay_output: bool = True) -> None:
         if start not in ("lazy", "eager"):
             raise ConfigurationError(f"start={start!r} is not valid; use 'lazy' or 'eager'.")
         if task_events not in (True, False, "all"):
@@ -123,6 +126,7 @@ class WorkerPool(Dispatcher, Scheduling, Lifecycle):
         self.cancel_grace = cancel_grace
         self.health_interval = health_interval
         self.task_events = task_events
+        self.relay_output = bool(relay_output)
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -346,6 +350,8 @@ class WorkerPool(Dispatcher, Scheduling, Lifecycle):
                   session: Any = None, kind: str = "task") -> Task:
         task_id = next(self._ids)
         msg["id"] = task_id
+        if kind == "task" and self.relay_output:
+            msg["o"] = 1
         payload = _wire.pack(msg)
         task = Task(task_id, name, payload, self.task_timeout if timeout is None else timeout,
                     size=len(payload), fn_token=fn_token, fn_def=fn_def, session=session,

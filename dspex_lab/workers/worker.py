@@ -4,8 +4,8 @@ A worker is forked warm from its pool's zygote (``_zygote``) and talks to the ke
 Unix socket pair. It runs one task at a time (a task may use threads inside) and answers every
 request, in order, with one reply carrying the request's ``id``:
 
-    {"op": "call", "id": 7, "fb": <cloudpickled fn>, "a": [...], "k": {...}}
-                                            ->  {"id": 7, "value": ..., "ms": 0.1}
+    {"op": "call", "id": 7, "fb": <cloudpickled fn>, "a": [...], "k": {...}, "o": 1}
+                                            ->  {"id": 7, "value": ..., "ms": 0.1, "out": "..."}
     {"op": "def", "fk": 3, "fb": ...}       remember a function for the ``fk`` token (no reply)
     {"op": "path", "sys_path": [...], "cwd": "..."}   follow the kernel's sys.path (no reply)
     {"op": "store"|"scall"|"sdrop", "sid": "s1", ...}   session objects (see ``session.py``)
@@ -17,6 +17,9 @@ sends SIGINT; the worker raises ``KeyboardInterrupt`` only if that id is the run
 a late signal never hits the next task.
 
 Inside a task, ``stored(name)`` returns an object the task's session stored in this worker.
+With ``"o"`` set, what the task prints to ``sys.stdout`` (from any of its threads) is captured,
+up to ``OUTPUT_LIMIT`` characters, and sent back in the reply's ``"out"``; the kernel prints
+it where the result is collected (a notebook cell), instead of the worker's terminal.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ import cloudpickle
 from dspex_lab.errors import PoolError
 from dspex_lab.workers import protocol
 
-__all__ = ["FN_CACHE_SIZE", "discard", "is_error", "is_shm_frame", "pack", "remote_exception",
-           "reply_error", "run", "set_parent_death_signal", "stored", "unpack"]
+__all__ = ["FN_CACHE_SIZE", "OUTPUT_LIMIT", "discard", "is_error", "is_shm_frame", "pack",
+           "remote_exception", "reply_error", "run", "set_parent_death_signal", "stored",
+           "unpack"]
 
 FN_CACHE_SIZE = 16  # functions a worker remembers by token (the kernel assumes fewer)
+OUTPUT_LIMIT = 64 * 1024  # characters of a task's printed output sent back to the kernel
 _RSS_EVERY = 0.2  # seconds between two RSS readings sent back with replies
 _CELL = struct.Struct("q")
 
@@ -244,6 +249,9 @@ class _Worker:
         self.session = sid
         self.current = tid
         start = time.perf_counter()
+        capture = _Capture(sys.stdout) if msg.get("o") else None
+        if capture is not None:
+            sys.stdout = capture
         try:
             if self.cell is not None and _CELL.unpack_from(self.cell, 0)[0] == tid:
                 raise KeyboardInterrupt  # cancelled before it started
@@ -260,6 +268,10 @@ class _Worker:
         finally:
             self.current = 0
             self.session = None
+            if capture is not None:
+                sys.stdout = capture.original
+        if capture is not None and capture.parts:
+            reply["out"] = capture.text()
         now = time.perf_counter()
         reply["ms"] = (now - start) * 1e3
         if now - self.rss_at >= _RSS_EVERY:
@@ -293,6 +305,36 @@ class _Worker:
 
 class _Exit(Exception):
     pass
+
+
+class _Capture:
+    """``sys.stdout`` during a task: keeps what is printed (bounded), for the reply."""
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.parts: list[str] = []
+        self.size = self.dropped = 0
+
+    def write(self, text: str) -> int:
+        room = OUTPUT_LIMIT - self.size
+        kept = text[:max(0, room)]
+        if kept:
+            self.parts.append(kept)
+            self.size += len(kept)
+        self.dropped += len(text) - len(kept)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def text(self) -> str:
+        out = "".join(self.parts)
+        if self.dropped:
+            out += f"\n[... {self.dropped:,} more characters printed in the worker not shown]\n"
+        return out
 
 
 def _decode_error(exc: BaseException) -> BaseException:

@@ -1,5 +1,6 @@
 """``%%dspex`` in a real ipykernel (nbclient runs a tiny notebook): the answer is shown as
-HTML and text, an error is one ``UsageError`` line, and ``VAR << %dspex`` assigns."""
+HTML and text, an error is one ``UsageError`` line, ``VAR << %dspex`` assigns, and what code
+in a worker prints shows in the cell."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ CELLS = [
     "import pandas as pd\nqs = pd.DataFrame({'question': ['What is 2 + 3?']})\n"
     "res << %dspex question -> answer --df qs\n"
     "print(ans.answer, list(res['answer']), type(_dspex).__name__)",
+    # what code running in a worker prints shows in the cell, not on the kernel's terminal
+    "import dspy\n"
+    "from dspex_lab.workers import get_pool\n"
+    "def shout(x):\n"
+    "    print('worker says', x)\n"
+    "    return x\n"
+    "class Loud(dspy.Module):\n"
+    "    def __init__(self):\n"
+    "        super().__init__()\n"
+    "        self.p = dspy.Predict('question -> answer')\n"
+    "    def forward(self, question):\n"
+    "        print('row:', question)\n"
+    "        return self.p(question=question)\n"
+    "print('result', get_pool().call(shout, 7))\n"
+    "out = dspex_lab.run(Loud(), pd.DataFrame({'question': ['What is 1 + 1?']}),\n"
+    "                    progress=False)",
 ]
 
 
@@ -57,6 +74,10 @@ def test_dspex_cell_in_a_real_kernel(tmp_path):
     printed = "".join(o.get("text", "") for o in nb.cells[3].outputs if o.output_type == "stream"
                       and o.name == "stdout")
     assert printed.strip().endswith("Paris ['5'] DataFrame")
+
+    relayed = "".join(o.get("text", "") for o in nb.cells[4].outputs
+                      if o.output_type == "stream" and o.name == "stdout")
+    assert relayed.splitlines() == ["worker says 7", "result 7", "row: What is 1 + 1?"]
 
 
 def test_loaded_from_ipython_config(tmp_path):

@@ -17,6 +17,7 @@ from _pool_tasks import Counter, echo, pid_after, raise_value_error, sleep_then
 
 from dspex_lab.errors import PoolError, RemoteError, TaskCancelled, WorkerCrashed
 from dspex_lab.workers import WorkerPool, stored
+from dspex_lab.workers.worker import OUTPUT_LIMIT
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -113,6 +114,46 @@ def test_main_module_functions_run_in_workers(tmp_path):
                          timeout=60, env={**os.environ, "PYTHONPATH": root})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "30"
+
+
+def _chatty(n):
+    import threading
+
+    print("working on", n)
+    helper = threading.Thread(target=print, args=(f"helper of {n}",))
+    helper.start()
+    helper.join()
+    if n < 0:
+        raise ValueError("negative")
+    return n + 1
+
+
+def test_what_a_task_prints_is_printed_where_its_result_is_collected(pool, capsys):
+    fut = pool.submit(_chatty, 1)
+    assert fut.exception(30) is None and fut.output == "working on 1\nhelper of 1\n"
+    assert capsys.readouterr().out == ""  # printed when the result is collected
+    assert fut.result() == 2
+    assert capsys.readouterr().out == "working on 1\nhelper of 1\n"
+    with pytest.raises(Exception, match="negative"):
+        pool.submit(_chatty, -1).result()
+    assert capsys.readouterr().out == "working on -1\nhelper of -1\n"  # failures too
+    assert list(pool.map(_chatty, [5, 6])) == [6, 7]
+    assert capsys.readouterr().out.splitlines() == ["working on 5", "helper of 5",
+                                                    "working on 6", "helper of 6"]
+    fut = pool.submit(print, "x" * (OUTPUT_LIMIT + 10))
+    fut.result()
+    fut.result()  # printed once
+    out = capsys.readouterr().out
+    assert out.count("x") == OUTPUT_LIMIT and "11 more characters" in out  # 10 + newline
+
+
+def test_output_relay_can_be_turned_off(capfd):
+    with WorkerPool("quiet", size=1, preload=(), relay_output=False) as quiet:
+        fut = quiet.submit(_chatty, 2)
+        assert fut.exception(30) is None and fut.output is None  # nothing came back
+        assert fut.result() == 3
+    captured = capfd.readouterr()  # the worker's own stdout: the terminal, as before
+    assert "working on 2" in captured.out
 
 
 def test_dataframes_travel_both_ways(pool):

@@ -62,9 +62,28 @@ def run(coro):
 
 def test_without_a_hint_calls_go_straight_through():
     pacer = Pacer()
-    assert run(pacer.ready()) is False and pacer.outstanding == 1
+
+    async def one_request():
+        async with pacer.request() as waited:
+            return waited, pacer.outstanding
+
+    assert run(one_request()) == (False, 1)
     pacer.observe(None, tokens=10)
     assert pacer.outstanding == 0 and pacer.requests.rate is None
+
+
+def test_a_cancelled_request_is_not_counted_as_in_flight():
+    pacer = Pacer()
+
+    async def cancelled():
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        async with pacer.request():
+            task.cancel()
+            await task
+
+    with pytest.raises(asyncio.CancelledError):
+        run(cancelled())
+    assert pacer.outstanding == 0
 
 
 @pytest.fixture
@@ -83,13 +102,11 @@ def fake_time(monkeypatch):
 def test_calls_are_spaced_by_the_rate_the_reset_time_implies(fake_time):
     clock, slept = fake_time
     pacer = Pacer(clock=clock)
-    run(pacer.ready())  # one request out
     pacer.observe(RateLimitHint(limit_requests=10, remaining_requests=2, reset_requests=0.8))
     assert pacer.requests.rate == pytest.approx(10.0)  # 8 requests come back in 0.8 s
     assert [run(pacer.ready()) for _ in range(3)] == [False, False, True]  # 2 left, then wait
     assert slept == [pytest.approx(0.1)]
-    assert pacer.outstanding == 3
-    # calls sent and not answered yet count as spent when the next hint arrives
+    pacer.outstanding = 2  # two requests in flight, not counted by the provider yet
     pacer.observe(RateLimitHint(limit_requests=10, remaining_requests=3, reset_requests=0.7))
     assert pacer.requests.level == pytest.approx(3 - 2)
 
@@ -106,7 +123,6 @@ def test_split_over_processes_and_forgotten_without_news():
 def test_a_token_limit_waits_for_the_tokens_a_call_uses(fake_time):
     clock, slept = fake_time
     pacer = Pacer(clock=clock)
-    run(pacer.ready())
     pacer.observe(RateLimitHint(limit_tokens=1000, remaining_tokens=150, reset_tokens=1.7),
                   tokens=100)
     assert run(pacer.ready()) is False  # 150 left, a call uses ~100

@@ -158,8 +158,8 @@ class _ChunkState:
             if self.tpm is not None:
                 await self.tpm.take(0)
             error: BaseException | None = None
-            async with self.limiter.slot() as generation:
-                self.paced += await self.pacer.ready()  # in the slot: right before sending
+            async with self.limiter.slot() as generation, self.pacer.request() as waited:
+                self.paced += waited  # the pacer's turn comes last: right before sending
                 start = start or time.perf_counter()
                 self.attempts += 1
                 try:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -162,9 +163,9 @@ class Pacer:
     """Paces the new calls of one chunk from the provider's own numbers (see the module
     docstring): once a hint came, each call waits for one request and its expected tokens
     from windows holding what the provider said remains, refilled at the rates its reset
-    times imply, split over the ``parallel`` chunks of the run. Before any hint, calls go
-    straight through. ``await ready()`` right before each request, and ``observe`` its reply
-    (or error) once: the calls sent and not answered yet count as spent."""
+    times imply, split over the ``parallel`` processes of the run. Before any hint, calls go
+    straight through. Send each request inside ``async with pacer.request()`` (it waits for
+    room; requests in flight count as spent), then ``observe`` its reply or error."""
 
     def __init__(self, parallel: int = 1, clock: Any = time.monotonic) -> None:
         self.parallel = max(1, parallel)
@@ -172,12 +173,11 @@ class Pacer:
         self.requests = _Window()
         self.tokens = _Window()
         self.tokens_per_call = 0.0  # a running mean of the replies' tokens
-        self.outstanding = 0  # requests sent, reply not observed yet
+        self.outstanding = 0  # requests in flight (inside ``request()``)
         self._lock: asyncio.Lock | None = None
 
     def observe(self, hint: RateLimitHint | None, tokens: int = 0) -> None:
         """Take in one reply: its hint (None: nothing new) and the tokens it used."""
-        self.outstanding = max(0, self.outstanding - 1)
         if tokens:
             self.tokens_per_call = tokens if not self.tokens_per_call else (
                 0.8 * self.tokens_per_call + 0.2 * tokens)
@@ -189,10 +189,20 @@ class Pacer:
         self.tokens.learn(hint.limit_tokens, hint.remaining_tokens, hint.reset_tokens,
                           self.parallel, now, pending=self.outstanding * self.tokens_per_call)
 
+    @asynccontextmanager
+    async def request(self) -> AsyncIterator[bool]:
+        """One request's turn: wait for room, then count the request as in flight until the
+        block ends (even when it is cancelled); yields whether it had to wait."""
+        waited = await self.ready()
+        self.outstanding += 1
+        try:
+            yield waited
+        finally:
+            self.outstanding -= 1
+
     async def ready(self) -> bool:
         """Wait for room for one more call (at once while no hint came); True if it waited."""
         if self.requests.rate is None and self.tokens.rate is None:
-            self.outstanding += 1
             return False
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -202,5 +212,4 @@ class Pacer:
                 while (wait := window.wait_for(amount, self._clock())) > 0:
                     waited = True
                     await asyncio.sleep(wait)
-            self.outstanding += 1
             return waited

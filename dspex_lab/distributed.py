@@ -134,11 +134,11 @@ class DaskPool:
         return outer
 
     def _expire(self, fut: Any, outer: cf.Future, task_id: int, label: str, limit: float) -> None:
-        if not outer.done():
-            fut.cancel()
+        if not outer.done():  # the timeout first: cancelling settles the future as cancelled
             _settle(outer, exc=TaskTimeout(
                 f"Task {task_id} ({label}) ran past its timeout of {limit:g} s on pool "
                 f"{self.name!r} and was cancelled on the cluster."))
+            fut.cancel()
 
     @staticmethod
     def _translate(exc: BaseException, task_id: int, label: str) -> BaseException:

@@ -43,3 +43,14 @@ def dspy_lm(lm_server):
 
     lm_server.reset(options=True)
     return make_lm(lm_server)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process, as in a kernel, even when the test run
+    was started with SIGINT ignored (a background job of a non-interactive shell)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

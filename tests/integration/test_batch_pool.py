@@ -92,7 +92,8 @@ def test_a_worker_killed_mid_batch_loses_no_rows(server, spec, pool):
 
 
 def test_an_interrupted_run_keeps_finished_rows_and_a_rerun_does_only_the_rest(server, spec,
-                                                                             pool):
+                                                                             pool,
+                                                                             ctrl_c_raises):
     server.configure(latency_ms=20)
     n = 1200  # about 3 s at 8 calls in flight
     df = questions(n, "interrupt")

@@ -93,7 +93,7 @@ def test_unknown_optimizer_and_bad_trainsets_fail_in_the_kernel(lm_server):
     assert lm_server.stats()["requests"] == 0
 
 
-def test_ctrl_c_cancels_the_compile_and_the_pool_stays_usable(dspy_lm, lm_server):
+def test_ctrl_c_cancels_the_compile_and_the_pool_stays_usable(dspy_lm, lm_server, ctrl_c_raises):
     get_pool("optimizer").call(sum, [1, 2])                  # warm: time only the compile
     lm_server.configure(latency_ms=300.0)                    # 8 examples: about 2.5 s of calls
     timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))

@@ -91,7 +91,7 @@ def test_hung_task_times_out_and_the_pool_recovers(pool):
     assert list(pool.map(echo, range(10))) == list(range(10))
 
 
-def test_ctrl_c_during_a_map_returns_within_a_second_and_the_pool_stays_usable(pool):
+def test_ctrl_c_during_a_map_returns_within_a_second_and_the_pool_stays_usable(pool, ctrl_c_raises):
     assert pool.ready(timeout=30)
     main = threading.main_thread().ident
     sent = {}
@@ -116,7 +116,7 @@ def test_ctrl_c_during_a_map_returns_within_a_second_and_the_pool_stays_usable(p
     assert pool.status()["busy"] == 0
 
 
-def test_ctrl_c_during_call_cancels_the_task(pool):
+def test_ctrl_c_during_call_cancels_the_task(pool, ctrl_c_raises):
     main = threading.main_thread().ident
     threading.Timer(0.3, lambda: signal.pthread_kill(main, signal.SIGINT)).start()
     start = time.monotonic()

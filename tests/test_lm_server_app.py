@@ -108,6 +108,23 @@ def test_a_request_limit_refills_evenly_and_reports_itself_in_headers(monkeypatc
     assert quiet.status == 200 and not any(k.startswith("x-ratelimit") for k in quiet.headers)
 
 
+def test_max_tokens_cuts_the_completion_like_a_hosted_model():
+    app = LMApp(ServerOptions().with_changes(
+        rules=[{"match": "essay", "answer": "word " * 50}]))
+    full = app.chat(_body("Write an essay.")).payload["choices"][0]
+    assert full["finish_reason"] == "stop" and len(full["message"]["content"]) > 200
+    cut = app.chat(_body("Write an essay.", max_tokens=5)).payload
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert cut["choices"][0]["message"]["content"] == full["message"]["content"][:20]
+    assert cut["usage"]["completion_tokens"] == 5
+    newer = app.chat(_body("Write an essay.", max_completion_tokens=3)).payload
+    assert newer["usage"]["completion_tokens"] == 3
+    stream = app.chat(_body("Write an essay.", max_tokens=5, stream=True)).events
+    assert stream[-1]["choices"][0]["finish_reason"] == "length"
+    roomy = app.chat(_body("Write an essay.", max_tokens=4000)).payload
+    assert roomy["choices"][0]["finish_reason"] == "stop"
+
+
 def test_bad_body_and_failing_responder_are_reported_not_raised():
     def responder(prompt):
         raise RuntimeError("boom")

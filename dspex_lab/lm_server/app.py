@@ -1,7 +1,9 @@
 """The server's logic without HTTP: a request body in, a reply (or a fault) out, plus stats.
 
 Token usage is a cheap deterministic estimate: ``ceil(len(text) / 4)`` characters-per-token
-for each message's text (prompt) and for each choice's text (completion). The same numbers go
+for each message's text (prompt) and for each choice's text (completion). A completion longer
+than the request's ``max_tokens`` (or ``max_completion_tokens``) is cut to it, with
+``finish_reason: "length"``, as a hosted model does. The same numbers go
 into the response's ``usage`` and into ``stats()``, so a test can compare the server's totals
 with what the client counted.
 
@@ -193,6 +195,10 @@ class LMApp:
         texts = [render_completion(prompt, compose(prompt, seed=options.seed, responder=responder,
                                                    rules=options.rules, salt=i))
                  for i in range(n)]
+        limit = _max_tokens(body)
+        cut = [limit is not None and estimate_tokens(t) > limit for t in texts]
+        texts = [t[:4 * limit] if c else t for t, c in zip(texts, cut, strict=True)]
+        finish = ["length" if c else "stop" for c in cut]
         prompt_tokens = sum(estimate_tokens(message_text(m)) for m in prompt.messages)
         completion_tokens = sum(estimate_tokens(t) for t in texts)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -206,10 +212,11 @@ class LMApp:
         ident = f"chatcmpl-{next(self._ids)}-{prompt.key[:12]}"
         if stream:
             include = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = _stream_events(ident, prompt.model, texts[0], usage if include else None)
+            events = _stream_events(ident, prompt.model, texts[0], usage if include else None,
+                                    finish[0])
             return Reply(events=events, chunk_delay_s=options.stream_chunk_ms / 1000.0)
         choices = [{"index": i, "message": {"role": "assistant", "content": t},
-                    "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]
+                    "finish_reason": finish[i], "logprobs": None} for i, t in enumerate(texts)]
         return Reply(payload={"id": ident, "object": "chat.completion", "created": int(time.time()),
                               "model": prompt.model, "system_fingerprint": "dspex-lab",
                               "choices": choices, "usage": usage})
@@ -250,12 +257,21 @@ def _limit_headers(limit: dict[str, float]) -> dict[str, str]:
             "x-ratelimit-reset-requests": f"{limit['reset']:.3f}s"}
 
 
+def _max_tokens(body: dict[str, Any]) -> int | None:
+    """The request's completion limit (``max_completion_tokens`` or ``max_tokens``), if any."""
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
-def _stream_events(ident: str, model: str, text: str,
-                   usage: dict[str, int] | None) -> list[dict[str, Any]]:
+def _stream_events(ident: str, model: str, text: str, usage: dict[str, int] | None,
+                   finish: str = "stop") -> list[dict[str, Any]]:
     """OpenAI-style chunks: the role, the text in pieces of a few words, the finish reason,
     and (when asked with ``stream_options.include_usage``) a last chunk with the usage."""
     created = int(time.time())
@@ -267,7 +283,7 @@ def _stream_events(ident: str, model: str, text: str,
 
     events = [chunk({"role": "assistant", "content": ""})]
     events += [chunk({"content": piece}) for piece in _pieces(text)]
-    events.append(chunk({}, "stop"))
+    events.append(chunk({}, finish))
     if usage is not None:
         events.append({"id": ident, "object": "chat.completion.chunk", "created": created,
                        "model": model, "choices": [], "usage": usage})

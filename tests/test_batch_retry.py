@@ -117,6 +117,19 @@ def test_failed_trials_reopen_then_give_up():
     assert "2 trial call(s)" in breaker.message()
 
 
+def test_an_inconclusive_trial_pauses_again_instead_of_blocking_every_caller():
+    now = [0.0]
+    breaker = CircuitBreaker(BreakerConfig(failures=1, seconds=0, cooldown=1.0, trials=1),
+                             clock=lambda: now[0])
+    breaker.record(ok=False)
+    now[0] = 1.5
+    assert admit(breaker) == "trial"
+    breaker.inconclusive()  # the trial was rate limited
+    assert breaker.state == "open" and breaker.failed_trials == 0  # not counted as a failure
+    now[0] = 3.0
+    assert admit(breaker) == "trial"  # another trial after another cooldown
+
+
 def test_breaker_config_is_checked():
     with pytest.raises(ValueError, match="trials"):
         BreakerConfig(trials=-1)

@@ -235,6 +235,23 @@ def test_circuit_breaker_pauses_and_carries_on_when_the_lm_recovers(server, spec
     assert (answered["answer"] == (answered["id"] + 1).astype(str)).all()
 
 
+@pytest.mark.timeout(60)
+def test_a_rate_limited_trial_call_does_not_stall_the_paused_rows(server, spec, pool):
+    server.configure(error_rate=1.0, error_kinds=["500"])
+    to_429 = threading.Timer(0.3, server.configure, kwargs={"error_kinds": ["429"]})
+    recover = threading.Timer(1.0, server.configure, kwargs={"error_rate": 0.0})
+    to_429.start()
+    recover.start()
+    breaker = batch.BreakerConfig(failures=2, seconds=0, cooldown=0.1, trials=20)
+    out = go(questions(10, " trial"), spec, pool, circuit_breaker=breaker, concurrency=2,
+             chunk_size=10, retry=batch.RetryPolicy(max_retries=40, base_delay=0.01,
+                                                    max_delay=0.05))
+    to_429.join()
+    recover.join()
+    assert server.stats()["errors"].get("429", 0) > 0  # trials were rate limited
+    assert out.attrs["usage"]["status"] == "finished" and out["error"].isna().all()
+
+
 def test_rate_limits_lower_the_concurrency(server, spec, pool):
     server.configure(error_rate=0.3, error_kinds=["429"])
     out = go(questions(60), spec, pool, concurrency=8, chunk_size=10,

@@ -181,13 +181,12 @@ class _ChunkState:
             if failure.rate_limited:
                 self.rate_limited += 1
                 self.limiter.overload(generation)
+                if admitted == "trial":  # a 429 says nothing of the LM's health
+                    self.breaker.inconclusive()
             elif failure.lm_down:
                 self.breaker.record(False, _describe(error), trial=admitted == "trial")
-            elif admitted == "trial":  # a 429: try again later; any other answer: it is up
-                if failure.rate_limited:
-                    self.breaker.state = "open"
-                else:
-                    self.breaker.record(True, trial=True)
+            elif admitted == "trial":  # any other answer: the LM is up
+                self.breaker.record(True, trial=True)
             if not failure.retryable or attempt >= self.policy.max_retries:
                 row.error = _describe(error)
                 break

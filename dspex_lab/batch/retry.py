@@ -178,6 +178,12 @@ class CircuitBreaker:
               and now - self.last_success >= cfg.seconds):
             self._open(now, give_up=cfg.trials == 0)
 
+    def inconclusive(self) -> None:
+        """The trial got an answer that says nothing of the LM's health (a 429): pause for
+        another cooldown, then let another trial through."""
+        if self.state == "half_open":
+            self._open(self._clock(), give_up=False)
+
     def _open(self, now: float, give_up: bool) -> None:
         self.state = "tripped" if give_up else "open"
         self.opened_at = now

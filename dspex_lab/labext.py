@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from dspex_lab import telemetry
-from dspex_lab.telemetry import CALLS, Event, per_call
+from dspex_lab.telemetry import CALLS, Event, call_totals, per_call
 from dspex_lab.telemetry.bus import finite_number
 
 __all__ = [
@@ -102,24 +102,16 @@ class TelemetryAggregator:
 
     def _feed_calls(self, event: Event) -> None:
         """A batch's columnar ``lm.calls``: Arrow sums; only the last rows become recent."""
-        import pyarrow.compute as pc
-
         table = event.fields.get("calls")
         if table is None or not table.num_rows:
             return
-        names = table.column_names
-
-        def total(name: str) -> float:
-            return (pc.sum(table.column(name)).as_py() or 0) if name in names else 0
-
-        self.calls += table.num_rows
-        self.tokens += int(total("prompt_tokens") + total("completion_tokens"))
-        self.cost += float(total("cost"))
-        if "latency_ms" in names:
-            self._latency_sum += float(total("latency_ms"))
-            self._latency_n += table.num_rows - table.column("latency_ms").null_count
-        if "error" in names:
-            self.errors += table.num_rows - table.column("error").null_count
+        sums = call_totals(table)
+        self.calls += int(sums["calls"])
+        self.tokens += int(sums["prompt_tokens"] + sums["completion_tokens"])
+        self.cost += float(sums["cost"])
+        self._latency_sum += float(sums["latency_ms"])
+        self._latency_n += int(sums["timed"])
+        self.errors += int(sums["errors"])
         tail = Event(CALLS, event.ts, {**event.fields,
                                        "calls": table.slice(max(0, table.num_rows
                                                                 - self._recent.maxlen))})

@@ -136,3 +136,15 @@ def test_events_dataframe_expands_batch_calls(monkeypatch):
     assert frame["row"].dropna().tolist() == [0, 1, 2]
     assert module.events()["kind"].tolist() == ["lm.call"] * 4 + ["run.finished"]
     assert module.summary().loc["lm.call", "count"] == 4
+
+
+def test_call_totals_sum_a_calls_table():
+    from dspex_lab.telemetry import call_totals
+
+    sums = call_totals(calls_table(4, error_at=2))
+    assert (sums["calls"], sums["errors"], sums["timed"]) == (4, 1, 4)
+    assert (sums["prompt_tokens"], sums["completion_tokens"], sums["cost"]) == (12, 8, 1.0)
+    assert sums["latency_ms"] == 10 + 11 + 12 + 13 and sums["cached"] == 0
+    partial = call_totals(calls_table(2).select(["row", "cost"]))
+    assert (partial["calls"], partial["errors"], partial["timed"], partial["cost"]) == (2, 0, 0,
+                                                                                       0.5)

@@ -8,6 +8,7 @@
 from dspex_lab.telemetry.bus import (
     CALLS,
     Event,
+    call_totals,
     clear,
     emit,
     events,
@@ -19,8 +20,8 @@ from dspex_lab.telemetry.bus import (
 )
 from dspex_lab.telemetry.export import export
 
-__all__ = ["CALLS", "Event", "clear", "emit", "events", "export", "export_to_otel", "get_bus",
-           "per_call", "redact", "subscribe", "summary"]
+__all__ = ["CALLS", "Event", "call_totals", "clear", "emit", "events", "export",
+           "export_to_otel", "get_bus", "per_call", "redact", "subscribe", "summary"]
 
 
 def export_to_otel(*args, **kwargs):

@@ -4,11 +4,11 @@ Events are plain data (``Event``: kind, time, fields). Emitting is cheap (a dequ
 one call per subscriber); a failing subscriber is logged and never breaks the caller.
 
 A batch run reports its LM calls columnar: one ``lm.calls`` event per finished chunk whose
-``calls`` field is an Arrow table (``row``, ``latency_ms``, ``prompt_tokens``,
-``completion_tokens``, ``cost``, ``error``, ``cached``, ``route``), sharing the result's
-buffers, so 100,000 rows cost kilobytes of events, not a dict per row. ``per_call(event)``
-turns either form into ``lm.call`` events, ``events()`` shows one row per call, and the buffer
-is bounded by calls (a chunk of 500 rows weighs 500).
+``calls`` field is a compact Arrow table (``row``, ``latency_ms``, ``prompt_tokens``,
+``completion_tokens``, ``cost``, ``error``, ``cached``; about 30 bytes a row; the route and
+model are fields of the event), not a dict per row. ``per_call(event)`` turns either form into
+``lm.call`` events, ``call_totals`` sums a table, ``events()`` shows one row per call, and the
+buffer is bounded by calls (a chunk of 500 rows weighs 500).
 """
 
 from __future__ import annotations
@@ -72,6 +72,26 @@ def per_call(event: Event) -> Iterator[Event]:
 def _call_rows(event: Event) -> list[dict[str, Any]]:
     table = event.fields.get("calls")
     return table.to_pylist() if table is not None else []
+
+
+def call_totals(table: Any) -> dict[str, float]:
+    """Sums over an ``lm.calls`` table: ``calls``, ``prompt_tokens``, ``completion_tokens``,
+    ``cost``, ``cached`` and ``errors``, plus ``latency_ms`` (the sum) over ``timed`` rows
+    (those with a latency). A missing column counts as zero."""
+    import pyarrow.compute as pc
+
+    names = table.column_names
+
+    def total(name: str) -> float:
+        return (pc.sum(table.column(name)).as_py() or 0) if name in names else 0
+
+    def present(name: str) -> int:
+        return table.num_rows - table.column(name).null_count if name in names else 0
+
+    out = {name: total(name) for name in ("prompt_tokens", "completion_tokens", "cost",
+                                           "cached", "latency_ms")}
+    return {**out, "calls": table.num_rows, "errors": present("error"),
+            "timed": present("latency_ms")}
 
 
 def _weight(event: Event) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dspex_lab.telemetry import CALLS, Event
+from dspex_lab.telemetry import CALLS, Event, call_totals
 from dspex_lab.telemetry.bus import finite_number
 from dspex_lab.widgets.triage import classify_error
 
@@ -92,40 +92,21 @@ class DashboardStats:
         table = event.fields.get("calls")
         if table is None or not table.num_rows:
             return False
-        if self.t0 is None:
-            self.t0 = event.ts
-
-        def total(name: str) -> float:
-            return (pc.sum(table.column(name)).as_py() or 0) if name in table.column_names \
-                else 0
-
-        n = table.num_rows
-        prompt, completion = int(total("prompt_tokens")), int(total("completion_tokens"))
-        cost = float(total("cost"))
-        cached = table.column("cached") if "cached" in table.column_names else None
-        self.calls += n
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-        self.cost += cost
-        self.cached += int(total("cached"))
-        self.routes[str(event.fields.get("route") or "kernel")] += n  # one route per part
-        if "latency_ms" in table.column_names:
+        sums = call_totals(table)
+        names = table.column_names
+        if "latency_ms" in names:
             latency = table.column("latency_ms")
-            if cached is not None:
-                latency = latency.filter(pc.invert(pc.fill_null(cached, False)))
+            if "cached" in names:
+                latency = latency.filter(pc.invert(pc.fill_null(table.column("cached"), False)))
             self.latencies.extend(x for x in latency.to_pylist()[-self.latencies.maxlen:]
                                   if finite_number(x) is not None)
-        errors = [e for e in table.column("error").to_pylist() if e] \
-            if "error" in table.column_names else []
-        for error in errors:
-            self.causes[classify_error(error) or "exception"] += 1
-        self.errors += len(errors)
-        bucket = self._buckets.setdefault(int(event.ts - self.t0), [0.0] * _BUCKET_FIELDS)
-        bucket[0] += n
-        bucket[1] += len(errors)
-        bucket[2] += prompt + completion
-        bucket[3] += cost
-        self._trim()
+        if "error" in names:
+            for error in table.column("error").drop_null().to_pylist():
+                self.causes[classify_error(error) or "exception"] += 1
+        self._count(event.ts, int(sums["calls"]), int(sums["errors"]),
+                    int(sums["prompt_tokens"]), int(sums["completion_tokens"]),
+                    float(sums["cost"]), int(sums["cached"]),
+                    str(event.fields.get("route") or "kernel"))  # one route per part
         return True
 
     def _call(self, ts: float, f: dict[str, Any]) -> None:
@@ -134,26 +115,31 @@ class DashboardStats:
             self.skipped += 1
             self.causes[cause] += 1
             return
-        if self.t0 is None:
-            self.t0 = ts
         latency = finite_number(f.get("latency_ms"))
-        prompt = int(finite_number(f.get("prompt_tokens")) or 0)
-        completion = int(finite_number(f.get("completion_tokens")) or 0)
-        cost = finite_number(f.get("cost")) or 0.0
-        self.calls += 1
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
-        self.cost += cost
-        self.cached += bool(f.get("cached"))
-        self.routes[str(f.get("route") or "kernel")] += 1
         if latency is not None and not f.get("cached"):
             self.latencies.append(latency)
         if cause is not None:
-            self.errors += 1
             self.causes[cause] += 1
+        self._count(ts, 1, int(cause is not None), int(finite_number(f.get("prompt_tokens")) or 0),
+                    int(finite_number(f.get("completion_tokens")) or 0),
+                    finite_number(f.get("cost")) or 0.0, int(bool(f.get("cached"))),
+                    str(f.get("route") or "kernel"))
+
+    def _count(self, ts: float, calls: int, errors: int, prompt: int, completion: int,
+               cost: float, cached: int, route: str) -> None:
+        """Add calls made at ``ts`` to the totals and to their second's bucket."""
+        if self.t0 is None:
+            self.t0 = ts
+        self.calls += calls
+        self.errors += errors
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+        self.cost += cost
+        self.cached += cached
+        self.routes[route] += calls
         bucket = self._buckets.setdefault(int(ts - self.t0), [0.0] * _BUCKET_FIELDS)
-        bucket[0] += 1
-        bucket[1] += cause is not None
+        bucket[0] += calls
+        bucket[1] += errors
         bucket[2] += prompt + completion
         bucket[3] += cost
         self._trim()

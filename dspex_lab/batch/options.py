@@ -16,7 +16,7 @@ from typing import Any
 from dspex_lab.batch.retry import BreakerConfig, RetryPolicy
 from dspex_lab.errors import ConfigurationError
 
-__all__ = ["RunOptions", "pool_slots", "resolve_pool"]
+__all__ = ["RunOptions", "pool_processes", "pool_slots", "resolve_pool"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,14 @@ def resolve_pool(pool: Any) -> tuple[Any, str]:
             f"pool={pool!r} is neither a pool name nor an object with submit(); pass e.g. "
             "pool='general'.")
     return pool, str(getattr(pool, "name", type(pool).__name__))
+
+
+def pool_processes(pool: Any, chunks: int) -> int:
+    """How many processes run the ``chunks`` chunks in flight (they share per-process state
+    such as a learned rate limit): one for an in-process thread pool, else one each."""
+    import concurrent.futures as cf
+
+    return 1 if isinstance(pool, cf.ThreadPoolExecutor) else chunks
 
 
 def pool_slots(pool: Any) -> int:

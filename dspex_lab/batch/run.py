@@ -22,7 +22,6 @@ signature; rows not run because of an interrupt, a cancel, the budget or an open
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import json
 import threading
@@ -50,7 +49,7 @@ from dspex_lab.batch.frame import (
     with_rows,
 )
 from dspex_lab.batch.inputs import InputBatch, RowKeys, prepare_inputs, row_keys
-from dspex_lab.batch.options import RunOptions, pool_slots, resolve_pool
+from dspex_lab.batch.options import RunOptions, pool_processes, pool_slots, resolve_pool
 from dspex_lab.batch.progress import Progress
 from dspex_lab.batch.retry import BreakerConfig, RetryPolicy
 from dspex_lab.batch.schedule import Budget, RunCancelled, Scheduler
@@ -205,7 +204,7 @@ class _Run:
         if self.invalid:
             rows = sorted(self.invalid)
             self._add(result_part(rows, {}, errors=[self.invalid[r] for r in rows]), "native",
-                      ran=False)
+                      skipped="input")
         if self.options.resume and self.spill is not None:
             self._resume()
         if self.options.cache and not (self.replay and self.replay.mode == "record"):
@@ -256,7 +255,7 @@ class _Run:
                                      breaker=opts.breaker, transport=opts.transport,
                                      replay=self.replay)
         share = min(slots, total)
-        processes = 1 if isinstance(pool, cf.ThreadPoolExecutor) else share  # pacers per process
+        processes = pool_processes(pool, share)
         execution = uuid.uuid4().hex
 
         def make_task(concurrency: int, generation: int) -> ChunkTask:
@@ -306,16 +305,15 @@ class _Run:
             self._cache(rows, table)
 
     def _on_chunk_error(self, rows: np.ndarray, exc: BaseException) -> None:
-        message = f"{type(exc).__name__}: {exc}"
-        ran = True
+        message, skipped = f"{type(exc).__name__}: {exc}", None
         if isinstance(exc, KeyboardInterrupt):
             message = f"Interrupted: the run was interrupted ({exc}); this row did not run."
-            ran = False
+            skipped = "not_run"
         elif isinstance(exc, RunCancelled):
             message = f"Cancelled: {exc}; this row did not finish."
-            ran = False
+            skipped = "not_run"
         self._add(result_part(list(rows), {}, errors=[message] * len(rows)), self.route,
-                  spill=False, ran=ran)
+                  spill=False, skipped=skipped)
 
     def _not_run(self, status: str, rows: np.ndarray) -> None:
         if not len(rows):
@@ -337,12 +335,14 @@ class _Run:
         else:
             message = f"PoolError: the pool stopped working ({status}); this row did not run."
         self._add(result_part(list(rows), {}, errors=[message] * len(rows)), "native",
-                  spill=False, ran=False)
+                  spill=False, skipped="not_run")
 
-    def _add(self, part: pa.Table, route: str, spill: bool = True, ran: bool = True) -> None:
-        """Record a result part: progress, telemetry, spill, ``on_part``. ``ran``: the rows
-        have results (answered, failed in the LM, cached, resumed); False: no LM call was
-        made for them (bad inputs, not run)."""
+    def _add(self, part: pa.Table, route: str, spill: bool = True,
+             skipped: str | None = None) -> None:
+        """Record a result part: progress, telemetry, spill, ``on_part``. ``skipped``: why
+        its rows made no LM call, ``"input"`` (inputs that do not fit: a result, shown to
+        ``on_part``) or ``"not_run"``; None when they have results (answered, failed in the
+        LM, cached, resumed)."""
         rows = part.column(ROW).to_numpy()
         self.done[rows] = True
         self.parts.append(part)
@@ -356,9 +356,11 @@ class _Run:
         self.counts["cost"] += cost
         if spill and self.spill is not None:
             self.spill.write(part)
-        if ran:
+        if skipped is None:
             self._emit_calls(part, route)
-        if ran or self._emit_skipped(part) == "input":
+        else:
+            self._emit_skipped(part, skipped)
+        if skipped != "not_run":
             self._show_part(part, rows)
         if self.bar is not None:
             self.bar.update(part.num_rows, errors, p + c, cost)
@@ -378,16 +380,12 @@ class _Run:
                        route=route, pool=None if route == "native" else self.pool_name,
                        calls=calls)
 
-    def _emit_skipped(self, part: pa.Table) -> str:
-        """Rows that made no LM call: one ``run.skipped`` event (rows, reason and the first
-        error); returns the reason, ``input`` (bad inputs: a result) or ``not_run``."""
-        errors = part.column("error")
-        bad_inputs = pc.sum(pc.starts_with(errors, "ValidationError")).as_py() or 0
-        self.counts["not_run"] += part.num_rows - bad_inputs
-        reason = "input" if bad_inputs == part.num_rows else "not_run"
+    def _emit_skipped(self, part: pa.Table, reason: str) -> None:
+        """Rows that made no LM call: one ``run.skipped`` event (rows, reason, first error)."""
+        if reason == "not_run":
+            self.counts["not_run"] += part.num_rows
         telemetry.emit("run.skipped", run_id=self.run_id, rows=part.num_rows, reason=reason,
-                       error=errors[0].as_py() if part.num_rows else None)
-        return reason
+                       error=part.column("error")[0].as_py() if part.num_rows else None)
 
     def _show_part(self, part: pa.Table, rows: np.ndarray) -> None:
         """Hand the part to ``on_part`` as a DataFrame (a failing callback warns once)."""
@@ -432,7 +430,7 @@ class _Run:
         if len(missing):  # an exception stopped the run: the rows left did not run
             self._add(result_part(list(missing), {}, errors=[
                 f"NotRun: the run stopped ({status}) before this row ran."] * len(missing)),
-                "native", spill=False, ran=False)
+                "native", spill=False, skipped="not_run")
         results = ordered(self.parts, self.program.output_names, self.n)
         self.parts = []  # the results hold what is still needed
         frame = assemble(self.batch, results)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dspex_lab.telemetry.bus import finite_number
+
 __all__ = ["Pacer", "RateLimitHint", "hint_from_error", "parse_reset"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -93,16 +95,11 @@ class RateLimitHint:
             for what in ("limit", "remaining", "reset"):
                 raw = flat.get(f"x-ratelimit-{what}-{unit}",
                                flat.get(f"anthropic-ratelimit-{unit}-{what}"))
-                fields[f"{what}_{unit}"] = parse_reset(raw) if what == "reset" else _number(raw)
+                fields[f"{what}_{unit}"] = (parse_reset(raw) if what == "reset"
+                                            else finite_number(raw))
         if all(v is None for v in fields.values()):
             return None
         return cls(**fields)
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def hint_from_error(exc: BaseException) -> RateLimitHint | None:

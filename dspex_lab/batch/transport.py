@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dspex_lab.batch import recording as _replay
-from dspex_lab.batch.ratelimits import RateLimitHint
+from dspex_lab.batch.ratelimits import RateLimitHint, parse_reset
 
 __all__ = ["FastTransport", "NotEligible", "fast_transport"]
 
@@ -183,20 +183,13 @@ async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> tuple[dict[str, An
     if status == 200:
         return json.loads(raw), hint
     detail = raw[:300].decode("utf-8", "replace")
-    wait = _seconds(retry_after)
+    wait = parse_reset(retry_after)
     cls = (dx.LMRateLimitError if status == 429 else dx.LMServerError if status >= 500
            else dx.LMAuthError if status in (401, 403) else dx.LMInvalidRequestError)
     error = cls(f"HTTP {status}: {detail}", model=model, provider="openai", status=status,
                 retry_after=wait)
     error._dspex_hint = hint  # type: ignore[attr-defined]
     raise error
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _session(url: str) -> Any:

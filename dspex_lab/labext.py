@@ -57,6 +57,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _panel_progress(fields: dict[str, Any]) -> dict[str, Any]:
+    """A ``run.progress`` event as the panel reads it: ``done``/``total``/``name`` (the run
+    reports ``rows_done``/``rows``/``run_id``), plus the run's other counters as they are."""
+    plain = {k: _plain(v) for k, v in fields.items()}
+    plain.setdefault("done", plain.get("rows_done"))
+    plain.setdefault("total", plain.get("rows"))
+    if "name" not in plain and plain.get("run_id"):
+        plain["name"] = f"run {str(plain['run_id'])[:8]}"
+    return plain
+
+
 class TelemetryAggregator:
     """Counters and a short list of recent calls, folded from telemetry events.
 
@@ -95,7 +106,9 @@ class TelemetryAggregator:
         elif event.kind == "pool.task_finished":
             self.tasks += 1
         elif event.kind == "run.progress":
-            self.progress = {k: _plain(v) for k, v in fields.items()}
+            self.progress = _panel_progress(fields)
+        elif event.kind == "run.finished":
+            self.progress = None  # the panel shows runs in progress only
         if event.kind in _CALL_KINDS:
             self.errors += bool(error)
             self._recent.append(self._call_row(event))

@@ -317,3 +317,16 @@ def test_register_comm_target_serves_comm_open_msg_and_close(monkeypatch):
 def test_register_comm_target_without_a_kernel_returns_false():
     assert register_comm_target(SimpleNamespace()) is False
     assert register_comm_target(None) is False
+
+
+def test_run_progress_is_shown_as_the_panel_reads_it_and_cleared_when_the_run_ends():
+    """The run reports ``rows_done``/``rows``/``run_id``; the panel reads ``done``/``total``/
+    ``name`` and shows runs in progress only."""
+    agg = TelemetryAggregator()
+    agg.feed(Event("run.progress", 1.0, {"run_id": "abcdef123456", "rows_done": 40,
+                                         "rows": 100, "errors": 2}))
+    assert agg.progress["done"] == 40 and agg.progress["total"] == 100
+    assert agg.progress["name"] == "run abcdef12" and agg.progress["errors"] == 2
+
+    agg.feed(Event("run.finished", 2.0, {"run_id": "abcdef123456", "rows": 100}))
+    assert agg.progress is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import typing
 import warnings
 
@@ -12,8 +11,8 @@ import pytest
 from dspex_lab.errors import SignatureError
 from dspex_lab.signatures import Signature, TypeSpec, parse_signature, signature
 
-# Strings that dspy.Signature accepts. Typing aliases (List, Dict, Set, Tuple) are normalized by
-# us to builtins, so their annotations are compared after normalization.
+# Strings that dspy.Signature accepts. Annotations must be DSPy's own objects, spellings included
+# (``List[int]`` is ``typing.List[int]``); TypeSpec equality stays normalized.
 CORPUS = [
     "question -> answer",
     "question, context -> answer",
@@ -66,7 +65,6 @@ CORPUS = [
     "x: Dict[str, List[Optional[int]]] -> y: Tuple[int, ...]",
     "json, schema -> copy",
 ]
-_ALIASES = re.compile(r"\b(List|Dict|Set|Tuple)\b")
 
 
 def dspy_signature(text: str) -> type:
@@ -89,10 +87,9 @@ def test_fields_match_dspy(text: str) -> None:
     for field in ours.fields:
         info = theirs.fields[field.name]
         assert info.json_schema_extra["__dspy_field_type"] == field.kind
-        if _ALIASES.search(text):
-            assert TypeSpec.of(info.annotation) == field.type
-        else:
-            assert field.type.to_python() == info.annotation, field.name
+        assert field.type.to_python() == info.annotation, field.name
+        assert repr(field.type.to_python()) == repr(info.annotation), field.name
+        assert TypeSpec.of(info.annotation) == field.type
         # DSPy's string signatures have no descriptions: desc is the "${name}" placeholder.
         assert info.json_schema_extra["desc"] == f"${{{field.name}}}"
         assert field.description is None
@@ -110,10 +107,7 @@ def test_to_dspy_equals_dspy(text: str) -> None:
     assert list(built.fields) == list(theirs.fields)
     for name, info in built.fields.items():
         other = theirs.fields[name].annotation
-        if _ALIASES.search(text):
-            assert TypeSpec.of(info.annotation) == TypeSpec.of(other)
-        else:
-            assert info.annotation == other
+        assert info.annotation == other and repr(info.annotation) == repr(other)
 
 
 @pytest.mark.parametrize("text", CORPUS)
@@ -164,16 +158,19 @@ def test_to_dspy_runs_in_dspy_predict() -> None:
     assert sig.validate_outputs(dict(result)) == {"answer": 42}
 
 
-def test_from_dspy_rejects_what_it_cannot_represent() -> None:
+def test_from_dspy_rejects_what_is_not_a_signature_class() -> None:
     with pytest.raises(SignatureError, match=r"needs a dspy\.Signature subclass"):
         Signature.from_dspy("question -> answer")  # type: ignore[arg-type]
 
+
+def test_from_dspy_keeps_any_annotation_as_a_custom_type() -> None:
     class Custom(dspy.Signature):
         value: complex = dspy.InputField()
         answer: str = dspy.OutputField()
 
-    with pytest.raises(SignatureError, match="no signature text form"):
-        Signature.from_dspy(Custom)
+    sig = Signature.from_dspy(Custom)
+    assert sig.inputs[0].type.custom and sig.inputs[0].type.to_python() is complex
+    assert str(sig) == "value: complex -> answer" and sig.to_dspy() is Custom
 
 
 def test_from_dspy_class_signature_with_docstring() -> None:

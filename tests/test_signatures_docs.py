@@ -9,7 +9,8 @@ import pytest
 
 from dspex_lab.signatures import signature
 
-MODULES = ["", ".known", ".parse", ".spec", ".validate", ".schema", ".render", ".to_dspy"]
+MODULES = ["", ".known", ".parse", ".resolve", ".spec", ".validate", ".schema", ".render",
+           ".to_dspy"]
 
 
 @pytest.mark.parametrize("suffix", MODULES)

@@ -4,14 +4,17 @@ Every spelling the parser accepts maps to one canonical name (``List`` and ``typ
 mean ``list``). A name is one of four kinds:
 
 * ``scalar``  -- no type arguments: ``str int float bool bytes Any None datetime date`` and the
-  DSPy media/tool types ``dspy.Image dspy.Audio dspy.File dspy.History dspy.Tool dspy.ToolCalls``;
+  DSPy value types ``dspy.Image dspy.Audio dspy.File dspy.History dspy.Tool dspy.ToolCalls
+  dspy.ToolCallResults dspy.Code dspy.Reasoning``;
 * ``generic`` -- containers with a fixed number of type arguments (``list set`` take 1, ``dict``
   takes 2, ``tuple`` takes any number and an optional trailing ``...``); bare ``list`` is allowed;
 * ``special`` -- the type constructors ``Optional Union Literal``: they never appear as a
   ``TypeSpec.name`` of their own (``Optional[T]`` becomes the union ``T | None``).
 
-Names outside the list are rejected with the list in the message, never imported: a signature is
-plain data, so parsing it must not run code.
+Other names are custom types, resolved like DSPy resolves them (``resolve.py``): from the
+``typing`` module, the caller's frames or an imported module, never by importing anything.
+``TYPING_SPELLINGS`` records which spellings DSPy builds as ``typing`` aliases (``List[int]`` is
+``typing.List[int]``, not ``list[int]``), so ``TypeSpec.to_python()`` can equal DSPy's object.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import typing
 from collections.abc import Callable
 
 __all__ = [
-    "ALIASES", "ARITY", "DSPY_TYPES", "KNOWN_NAMES", "RESERVED_FIELD_NAMES", "is_scalar",
-    "python_scalar",
+    "ALIASES", "ARITY", "DSPY_TYPES", "KNOWN_NAMES", "RESERVED_FIELD_NAMES", "TYPING_SPELLINGS",
+    "is_scalar", "python_scalar",
 ]
 
 #: DSPy's own value types that a string signature may name (``image: dspy.Image -> caption``).
-DSPY_TYPES = ("Image", "Audio", "File", "History", "Tool", "ToolCalls")
+DSPY_TYPES = ("Image", "Audio", "File", "History", "Tool", "ToolCalls", "ToolCallResults", "Code",
+              "Reasoning")
 
 _SCALARS: dict[str, Callable[[], object]] = {
     "str": lambda: str,
@@ -60,6 +64,10 @@ ALIASES.update({
     "Union": "Union", "typing.Union": "Union",
     "Literal": "Literal", "typing.Literal": "Literal",
 })
+
+#: Spellings of generics that DSPy builds from the ``typing`` alias of that name.
+TYPING_SPELLINGS = {f"{prefix}{name}": name for name in ("List", "Dict", "Set", "Tuple")
+                    for prefix in ("", "typing.")}
 
 #: The names listed in "unknown type" messages (canonical spellings only).
 KNOWN_NAMES = (*_SCALARS, *ARITY, "Optional", "Union", "Literal")

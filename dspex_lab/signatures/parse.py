@@ -6,12 +6,14 @@ Grammar (whitespace and newlines are allowed between any two tokens)::
     fields    := field (',' field)*
     field     := NAME [':' type] [STRING]          # STRING: 'single' or "double" quoted
     type      := primary ('|' primary)*
-    primary   := TYPENAME ['[' args ']']
+    primary   := TYPENAME ['[' args ']'] | '(' type ')'
     args      := type (',' type)* [',' '...']      # '...' only in tuple[T, ...]
                | literal (',' literal)*            # in Literal[...]: strings, ints, True/False/None
 
-An untyped field is a ``str`` field. Every problem raises ``SignatureError`` whose ``column`` points
-at the offending character; no input makes the parser raise anything else.
+An untyped field is a ``str`` field. A TYPENAME outside the known names (``known.py``) is a custom
+type, resolved like ``dspy.Signature`` resolves it (``resolve.py``: the caller's frames, the
+notebook, ``typing``); the TypeSpec holds the object. Every problem raises ``SignatureError`` whose
+``column`` points at the offending character; no input makes the parser raise anything else.
 
 >>> str(parse_signature("q, ctx: List[str]\\n -> a: Optional[int] 'a number'"))
 "q, ctx: list[str] -> a: int | None 'a number'"
@@ -20,9 +22,12 @@ at the offending character; no input makes the parser raise anything else.
 from __future__ import annotations
 
 import re
+import types
+from typing import Any
 
 from dspex_lab.errors import SignatureError
-from dspex_lab.signatures.known import ALIASES, ARITY, KNOWN_NAMES, is_scalar
+from dspex_lab.signatures.known import ALIASES, ARITY, KNOWN_NAMES, TYPING_SPELLINGS, is_scalar
+from dspex_lab.signatures.resolve import NOT_FOUND, lookup
 from dspex_lab.signatures.spec import (
     STR,
     Field,
@@ -32,9 +37,10 @@ from dspex_lab.signatures.spec import (
     literal_of,
     name_problem,
     union_of,
+    with_form,
 )
 
-__all__ = ["parse_signature", "parse_type"]
+__all__ = ["parse_signature", "parse_type", "parse_with_names"]
 
 MAX_DEPTH = 16
 
@@ -45,7 +51,7 @@ _TOKEN_RE = re.compile(
     | (?P<num>-?\d[\w.]*)
     | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
     | (?P<ell>\.\.\.)
-    | (?P<punct>[,:\[\]|])
+    | (?P<punct>[,:\[\]|()])
     )""",
     re.VERBOSE | re.DOTALL,
 )
@@ -57,6 +63,8 @@ _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '
                    "b": "\b", "f": "\f", "v": "\v", "\n": ""}
 _PLAIN = {name: (STR if name == "str" else _make(name))
           for name in set(ALIASES.values()) if is_scalar(name) or name in ARITY}
+#: Each plain spelling -> its TypeSpec. A bare ``List`` is ``list``: DSPy rejects bare aliases.
+_BARE = {val: _PLAIN[canon] for val, canon in ALIASES.items() if canon in _PLAIN}
 _KNOWN_TEXT = ", ".join(KNOWN_NAMES)
 
 Token = tuple[str, str, int]  # (kind, text, column)
@@ -68,11 +76,18 @@ def parse_signature(text: str, instructions: str | None = None) -> Signature:
     >>> parse_signature("question -> answer").output_names
     ('answer',)
     """
+    return parse_with_names(text, instructions)[0]
+
+
+def parse_with_names(text: str, instructions: str | None = None) -> tuple[Signature, dict]:
+    """``(signature, names)``: ``names`` maps each custom name whose meaning depends on the
+    caller (frames, notebook) to the object it resolved to, for ``signature()``'s cache."""
     if type(text) is not str:
         raise SignatureError(f"Signature text must be a str, got {type(text).__name__}.")
     if instructions is not None and type(instructions) is not str:
         raise SignatureError(f"Instructions must be a str or None, got {instructions!r}.")
-    return _Parser(text).signature(instructions)
+    parser = _Parser(text)
+    return parser.signature(instructions), parser.resolved
 
 
 def parse_type(text: str) -> TypeSpec:
@@ -146,7 +161,7 @@ def _unquote(text: str, col: int, src: str) -> str:
 class _Parser:
     """Recursive descent over the token list; ``tok`` is the current token."""
 
-    __slots__ = ("i", "seen", "text", "tok", "toks")
+    __slots__ = ("i", "none_const", "resolved", "seen", "text", "tok", "toks")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -154,6 +169,8 @@ class _Parser:
         self.i = 0
         self.tok = self.toks[0]
         self.seen: dict[str, tuple[str, int]] = {}
+        self.resolved: dict[str, Any] = {}
+        self.none_const = False  # was the last primary the constant None (not NoneType)?
 
     def fail(self, message: str, column: int, expected: str | None = None) -> None:
         raise SignatureError(message, self.text, column, expected)
@@ -270,29 +287,45 @@ class _Parser:
         spec = self.primary(depth)
         if self.tok[1] != "|" or self.tok[0] != "punct":
             return spec
-        members = [spec]
+        members, consts = [spec], [self.none_const]
         while self.tok[1] == "|" and self.tok[0] == "punct":
             self.next()
             members.append(self.primary(depth))
-        return union_of(members)
+            consts.append(self.none_const)
+        self.none_const = False
+        union = union_of(members)
+        # to_python() folds `a | b | c` pair by pair as DSPy does (spec._written_union)
+        if union.name != "Union":  # `int | int`: DSPy's Union collapses the same way
+            return union
+        return with_form(union, ("or", tuple(members), tuple(consts)))
 
     def primary(self, depth: int) -> TypeSpec:
         tk, val, col = self.tok
         if depth > MAX_DEPTH:
             self.fail(f"type nested too deeply (more than {MAX_DEPTH} levels)", col)
+        if tk == "punct" and val == "(":
+            self.next()
+            spec = self.type(depth + 1)
+            if self.tok[1] != ")" or self.tok[0] != "punct":
+                self.fail(f"expected ')' to close the '(' at column {col + 1}, got "
+                          f"{_describe(self.tok)}", self.tok[2], "')'")
+            self.next()
+            return spec
+        self.none_const = False
         if tk == "ell":
             self.fail("'...' is only allowed as the second argument of tuple, as in "
                       "tuple[int, ...]", col, "a type")
         if tk != "name":
             self.fail(f"expected a type, got {_describe(self.tok)}", col, "a type")
         canon = ALIASES.get(val)
-        if canon is None:
-            self.fail(f"unknown type {val!r} (known: {_KNOWN_TEXT})", col, "a known type")
+        if canon is None or (canon[:5] == "dspy." and self.toks[self.i + 1][1] == "["):
+            return self._custom(val, col, depth)  # (dspy.Code["python"]: DSPy subscripts it)
         self.next()
         if self.tok[1] != "[" or self.tok[0] != "punct":
             if canon in ("Optional", "Union", "Literal"):
                 self.fail(f"{val} needs arguments in brackets, e.g. {val}[...]", self.tok[2], "'['")
-            return _PLAIN[canon]
+            self.none_const = val == "None"
+            return _BARE[val]
         if is_scalar(canon):
             self.fail(f"{val} takes no type arguments", self.tok[2], "',' or '->'")
         opening = self.tok[2]
@@ -306,6 +339,7 @@ class _Parser:
 
     def _generic(self, canon: str, val: str, col: int, opening: int, depth: int) -> TypeSpec:
         args: list = []
+        consts: list[bool] = []
         while True:
             if self.tok[0] == "ell" and canon == "tuple" and len(args) == 1:
                 args.append(...)
@@ -317,17 +351,77 @@ class _Parser:
                 if self.tok[1] == "]" and self.tok[0] == "punct":
                     self.fail(f"expected a type inside {val}[...]", self.tok[2], "a type")
                 args.append(self.type(depth + 1))
+                consts.append(self.none_const)
             if not self._more_args(val, opening):
                 break
         want = {"Optional": 1, "Union": -1}.get(canon, ARITY.get(canon))
         if want > 0 and len(args) != want:
             plural = "argument" if want == 1 else "arguments (key and value)"
             self.fail(f"{val} takes {want} type {plural}, got {len(args)}", col, "']'")
-        if canon == "Union":
-            return union_of(args)
-        if canon == "Optional":
-            return union_of((args[0], _PLAIN["None"]))
-        return _make(canon, tuple(args))
+        if canon in ("Union", "Optional"):
+            union = union_of(args if canon == "Union" else (args[0], _PLAIN["None"]))
+            if union.name != "Union":
+                return union
+            return with_form(union, (canon.lower(), tuple(args), tuple(consts)))
+        form = ("typing", TYPING_SPELLINGS[val]) if val in TYPING_SPELLINGS else None
+        return _make(canon, tuple(args), form)
+
+    # -- custom types ----------------------------------------------------------------------------
+    def _custom(self, val: str, col: int, depth: int) -> TypeSpec:
+        try:
+            obj, dynamic = lookup(val)
+        except Exception as exc:  # a missing attribute, or a module whose __getattr__ raised
+            self.fail(f"unknown type {val!r}: {exc}", col, "a known type")
+        if obj is NOT_FOUND:
+            self.fail(f"unknown type {val!r} (known: {_KNOWN_TEXT}); a custom type must be "
+                      "defined or imported where the signature is written", col, "a known type")
+        if dynamic:
+            self.resolved[val] = obj
+        self.next()
+        text = val
+        if self.tok[1] == "[" and self.tok[0] == "punct":
+            opening = self.tok[2]
+            self.next()
+            args, texts = self._object_args(val, opening, depth)
+            try:
+                obj = obj[tuple(args)]  # as DSPy subscripts it
+            except Exception as exc:
+                self.fail(f"{val}[...] is not a valid type: {exc}", col, "a type")
+            text = f"{val}[{', '.join(texts)}]"
+            self.next()  # the closing ']'
+        if isinstance(obj, types.ModuleType):
+            self.fail(f"{val!r} is a module, not a type; name a class in it ({val}.SomeClass)",
+                      col, "a type")
+        from dspex_lab.signatures.to_dspy import typespec_of
+
+        try:
+            return typespec_of(obj, text, custom=True)
+        except SignatureError:
+            self.fail(f"{text!r} is {type(obj).__name__} {obj!r:.60}, not a type", col, "a type")
+        raise AssertionError  # unreachable: fail() raises
+
+    def _object_args(self, val: str, opening: int, depth: int) -> tuple[list, list[str]]:
+        args: list = []
+        texts: list[str] = []
+        while True:
+            tk, text, col = self.tok
+            if tk == "punct" and text == "]":
+                self.fail(f"expected a type inside {val}[...]", col, "a type")
+            if tk == "str" or (tk == "num" and _INT_RE.fullmatch(text) and len(text) <= 100):
+                value = _unquote(text, col, self.text) if tk == "str" else int(text)
+                args.append(value)
+                texts.append(repr(value))
+                self.next()
+            elif tk == "ell":
+                args.append(...)
+                texts.append("...")
+                self.next()
+            else:
+                spec = self.type(depth + 1)
+                args.append(spec.to_python())
+                texts.append(str(spec))
+            if not self._more_args(val, opening):
+                return args, texts
 
     def _more_args(self, val: str, opening: int) -> bool:
         tk, text, col = self.tok

@@ -32,6 +32,8 @@ _JSON_TYPES = {str: "string", int: "integer", bool: "boolean", type(None): "null
 def type_schema(spec: TypeSpec) -> dict[str, Any]:
     """The JSON schema of one type: ``type_schema(TypeSpec.parse("int | None"))``."""
     name, args = spec.name, spec.args
+    if spec.custom:
+        return _custom_schema(spec)
     if name in _SCALARS:
         return dict(_SCALARS[name])
     if name == "Union":
@@ -55,10 +57,22 @@ def type_schema(spec: TypeSpec) -> dict[str, Any]:
     return {"title": name}  # dspy.Image and friends: any JSON value, named
 
 
+def _custom_schema(spec: TypeSpec) -> dict[str, Any]:
+    """pydantic's schema of a custom type when it is self-contained, else just its name."""
+    try:
+        import pydantic
+
+        schema = pydantic.TypeAdapter(spec.to_python()).json_schema()
+    except Exception:
+        return {"title": str(spec)}
+    return {"title": str(spec)} if "$defs" in schema or "$ref" in str(schema) else schema
+
+
 def _side(fields: tuple[Field, ...]) -> dict[str, Any]:
     props = {}
     for f in fields:
-        prop = type_schema(f.type)
+        # an untyped input takes any value (as in DSPy); an untyped output is a str
+        prop = {} if f.kind == "input" and not f.typed else type_schema(f.type)
         if f.description is not None:
             prop["description"] = f.description
         props[f.name] = prop

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from dspex_lab.errors import SignatureError
 from dspex_lab.signatures.known import ARITY, RESERVED_FIELD_NAMES, is_scalar, python_scalar
 
-__all__ = ["Field", "Signature", "TypeSpec", "name_problem"]
+__all__ = ["Field", "Signature", "TypeSpec", "custom_type", "name_problem", "with_form"]
 
 _set = object.__setattr__
 _LITERAL_VALUE_TYPES = (str, int, bool, type(None))
@@ -38,12 +38,19 @@ class TypeSpec:
     normalized: nested unions flattened, duplicates dropped, ``None`` moved last, and a union of
     one member is that member (``Optional[int]`` == ``None | int`` == ``int | None``).
 
+    Equality and ``str()`` are normalized, but ``to_python()`` is exactly what ``dspy.Signature``
+    builds for the text as written (``Tuple[int]`` stays ``typing.Tuple[int]``, ``None | int``
+    stays ``Union[NoneType, int]``). A *custom* type (``custom`` is True: a pydantic model, an
+    Enum, any class or typing form outside the known names) holds the Python object itself:
+    ``name`` is the name it was written with, ``to_python()`` returns the object, and equality
+    is the object's.
+
     >>> t = TypeSpec.parse("Optional[list[int]]")
     >>> str(t), t.optional, t.to_python()
     ('list[int] | None', True, typing.Optional[list[int]])
     """
 
-    __slots__ = ("_hash", "_key", "_python", "_text", "args", "name")
+    __slots__ = ("_form", "_hash", "_key", "_python", "_text", "args", "name")
     name: str
     args: tuple
 
@@ -64,11 +71,20 @@ class TypeSpec:
         return parse_type(text)
 
     @classmethod
-    def of(cls, obj: Any) -> TypeSpec:
-        """The TypeSpec of a typing object: ``str(TypeSpec.of(list[int])) == "list[int]"``."""
+    def of(cls, obj: Any, custom: bool = False) -> TypeSpec:
+        """The TypeSpec of a typing object: ``str(TypeSpec.of(list[int])) == "list[int]"``.
+
+        A type outside the known names raises SignatureError (its text would not read the same
+        everywhere) unless ``custom=True``, which makes it a custom TypeSpec holding the object.
+        """
         from dspex_lab.signatures.to_dspy import typespec_of
 
-        return typespec_of(obj)
+        return typespec_of(obj, custom=custom)
+
+    @property
+    def custom(self) -> bool:
+        """True for a type outside the known names, held as its Python object (``to_python()``)."""
+        return self._key[0] is _CUSTOM
 
     @property
     def optional(self) -> bool:
@@ -99,14 +115,27 @@ class TypeSpec:
         raise AttributeError(f"TypeSpec is immutable; cannot set {key!r}")
 
     def __reduce__(self) -> tuple:
-        return (TypeSpec, (self.name, self.args))
+        if self.custom:
+            return (custom_type, (self.name, self._python))
+        if self._form is None:
+            return (TypeSpec, (self.name, self.args))
+        return (_rebuild, (self.name, self.args, self._form))
 
 
-def _make(name: str, args: tuple = ()) -> TypeSpec:
-    """Build a TypeSpec from arguments already checked and normalized (the parser's fast path)."""
+_CUSTOM = "<custom>"  # the first item of a custom type's key
+
+
+def _make(name: str, args: tuple = (), form: tuple | None = None) -> TypeSpec:
+    """Build a TypeSpec from arguments already checked and normalized (the parser's fast path).
+
+    ``form`` says how DSPy builds the Python object when it differs from the normalized one:
+    ``("typing", "List")`` (a typing alias), ``(kind, members, consts)`` for a union as written
+    (see ``_written_union``) or ``("py", obj)`` (exactly ``obj``).
+    """
     spec = object.__new__(TypeSpec)
     _set(spec, "name", name)
     _set(spec, "args", args)
+    _set(spec, "_form", form)
     if name == "Literal":
         key = (name, tuple((type(v), v) for v in args))
         text = f"Literal[{', '.join(repr(v) for v in args)}]"
@@ -121,8 +150,33 @@ def _make(name: str, args: tuple = ()) -> TypeSpec:
     _set(spec, "_key", key)
     _set(spec, "_hash", hash(key))
     _set(spec, "_text", text)
-    _set(spec, "_python", None)
+    _set(spec, "_python", form[1] if form is not None and form[0] == "py" else None)
     return spec
+
+
+def custom_type(name: str, obj: Any) -> TypeSpec:
+    """The custom TypeSpec named ``name`` that holds ``obj`` (a class or typing form)."""
+    spec = object.__new__(TypeSpec)
+    try:
+        key = (_CUSTOM, obj)
+        hash(key)
+    except TypeError:  # an unhashable typing form (Annotated with unhashable metadata)
+        key = (_CUSTOM, id(obj))
+    for attr, value in (("name", name), ("args", ()), ("_form", ("py", obj)), ("_key", key),
+                        ("_hash", hash(key)), ("_text", name), ("_python", obj)):
+        _set(spec, attr, value)
+    return spec
+
+
+def with_form(spec: TypeSpec, form: tuple | None) -> TypeSpec:
+    """``spec`` with DSPy's spelling ``form`` (a new object; ``spec`` itself is unchanged)."""
+    if form is None or spec.custom:
+        return spec
+    return _make(spec.name, spec.args, form)
+
+
+def _rebuild(name: str, args: tuple, form: tuple) -> TypeSpec:
+    return with_form(TypeSpec(name, args), form)
 
 
 def _check_plain(name: str, args: tuple) -> None:
@@ -172,17 +226,49 @@ def literal_of(values: Iterable[Any]) -> TypeSpec:
 def _to_python(spec: TypeSpec) -> Any:
     import typing
 
-    name, args = spec.name, spec.args
+    name, args, form = spec.name, spec.args, spec._form
     if name == "Union":
+        if form is not None and form[0] in ("union", "optional", "or"):
+            return _written_union(*form)
         return typing.Union[tuple(a.to_python() for a in args)]  # noqa: UP007 (DSPy's form)
     if name == "Literal":
         return Literal[args]
     if is_scalar(name):
         return python_scalar(name)
-    base = {"list": list, "set": set, "dict": dict, "tuple": tuple}[name]
+    if form is not None and form[0] == "typing":
+        base = getattr(typing, form[1])
+    else:
+        base = {"list": list, "set": set, "dict": dict, "tuple": tuple}[name]
     if not args:
         return base
     return base[tuple(... if a is ... else a.to_python() for a in args)]
+
+
+def _written_union(kind: str, members: tuple, consts: tuple) -> Any:
+    """The union as DSPy builds it from the text, member by member, so that typing's cache
+    (which treats ``Union[None, int]`` and ``Union[int, None]`` as one key) gives DSPy's object.
+
+    ``consts[i]`` is True where the text has the constant ``None`` (DSPy passes ``None``, not
+    ``NoneType``). ``kind``: ``"union"`` is ``Union[...]``, ``"optional"`` is ``Optional[x]``,
+    ``"or"`` is ``a | b | c``, folded like DSPy: ``Optional[left]`` when the right side is the
+    class ``NoneType``, else ``Optional[right]`` when the left side is, else ``Union[left, right]``.
+    """
+    import typing
+
+    values = [None if c else m.to_python() for m, c in zip(members, consts, strict=True)]
+    if kind == "union":
+        return typing.Union[tuple(values)]  # noqa: UP007
+    if kind == "optional":
+        return typing.Optional[values[0]]  # noqa: UP045
+    acc = values[0]
+    for right in values[1:]:
+        if right is type(None):
+            acc = typing.Optional[acc]  # noqa: UP045
+        elif acc is type(None):
+            acc = typing.Optional[right]  # noqa: UP045
+        else:
+            acc = typing.Union[acc, right]  # noqa: UP007
+    return acc
 
 
 STR = _make("str")
@@ -312,12 +398,20 @@ class Signature:
         return f"signature({str(self)!r}{extra})"
 
     def __reduce__(self) -> tuple:
-        return (Signature, (self.inputs, self.outputs, self.instructions))
+        source = self._memo.get("source")  # the dspy class of from_dspy(), kept exactly
+        if source is None:
+            return (Signature, (self.inputs, self.outputs, self.instructions))
+        return (_with_source, (self.inputs, self.outputs, self.instructions, source))
 
     # -- new objects -----------------------------------------------------------------------------
     def with_instructions(self, text: str | None) -> Signature:
         """A copy with other instructions: ``sig.with_instructions("Answer briefly.")``."""
-        return Signature(self.inputs, self.outputs, text)
+        new = Signature(self.inputs, self.outputs, text)
+        source = self._memo.get("source")
+        if source is not None:  # keep the dspy class's details (prefixes, defaults...)
+            new._memo["dspy"] = new._memo["source"] = source.with_instructions(
+                new.instructions or _default_text(new))
+        return new
 
     # -- conversions (each lives in its own module) ----------------------------------------------
     def to_dspy(self) -> type:
@@ -370,3 +464,16 @@ class Signature:
         from dspex_lab.signatures.render import to_markdown
 
         return to_markdown(self)
+
+
+def _with_source(inputs: tuple, outputs: tuple, instructions: str | None,
+                 source: type) -> Signature:
+    sig = Signature(inputs, outputs, instructions)
+    sig._memo["dspy"] = sig._memo["source"] = source
+    return sig
+
+
+def _default_text(sig: Signature) -> str:
+    from dspex_lab.signatures.to_dspy import default_instructions
+
+    return default_instructions(sig.input_names, sig.output_names)

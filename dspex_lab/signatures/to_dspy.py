@@ -18,18 +18,29 @@ import sys
 import types
 import typing
 import warnings
+import weakref
 from typing import Any
 
 from dspex_lab.errors import SignatureError
 from dspex_lab.signatures.known import DSPY_TYPES, KNOWN_NAMES
-from dspex_lab.signatures.spec import Field, Signature, TypeSpec, _make, literal_of, union_of
+from dspex_lab.signatures.spec import (
+    Field,
+    Signature,
+    TypeSpec,
+    _make,
+    custom_type,
+    literal_of,
+    union_of,
+    with_form,
+)
 
-__all__ = ["default_instructions", "from_dspy", "to_dspy", "typespec_of"]
+__all__ = ["default_instructions", "from_dspy", "is_annotation", "to_dspy", "typespec_of"]
 
 _IS_TYPE_UNDEFINED = "IS_TYPE_UNDEFINED"  # dspy.utils.constants.IS_TYPE_UNDEFINED
 _SIMPLE = {str: "str", int: "int", float: "float", bool: "bool", bytes: "bytes",
            type(None): "None", _dt.datetime: "datetime", _dt.date: "date",
            list: "list", dict: "dict", tuple: "tuple", set: "set"}
+_BUILT: weakref.WeakSet = weakref.WeakSet()  # classes to_dspy built (rebuilt from fields)
 _SHADOWS = ("copy", "dict", "json", "schema", "validate", "construct", "equals", "insert",
             "append", "prepend", "delete", "register", "mro", "dump_state", "load_state")
 
@@ -46,6 +57,9 @@ def to_dspy(sig: Signature) -> type:
     import dspy
     from dspy.signatures.signature import make_signature
 
+    source = sig._memo.get("source")
+    if source is not None:
+        return source
     fields: dict[str, tuple[Any, Any]] = {}
     for f in sig.inputs:
         kwargs: dict[str, Any] = {_IS_TYPE_UNDEFINED: not f.typed}
@@ -61,15 +75,22 @@ def to_dspy(sig: Signature) -> type:
     if any(name in _SHADOWS for name in fields):
         with warnings.catch_warnings():  # pydantic: 'Field name "json" shadows an attribute'
             warnings.filterwarnings("ignore", ".*shadows an attribute", UserWarning)
-            return make_signature(fields, instructions)
-    return make_signature(fields, instructions)
+            cls = make_signature(fields, instructions)
+    else:
+        cls = make_signature(fields, instructions)
+    _BUILT.add(cls)
+    return cls
 
 
 def from_dspy(cls: type) -> Signature:
     """The ``Signature`` of a ``dspy.Signature`` subclass; ``to_dspy`` of it returns ``cls``.
 
-    Descriptions equal to DSPy's placeholder ``"${name}"`` become None, and instructions equal
-    to DSPy's default become None. Custom prefixes are not kept (DSPy deprecated them).
+    Every annotation a class signature can have is accepted (Enums, pydantic models, dspy types,
+    ``list[Model]``, any class): types outside the known names become custom ``TypeSpec``s that
+    hold the object. Descriptions equal to DSPy's placeholder ``"${name}"`` become None, and
+    instructions equal to DSPy's default become None. The class itself is kept, and travels with
+    the Signature when it is pickled, so ``to_dspy()`` returns it with every detail (prefixes,
+    defaults, validators) in workers too.
     """
     if not (isinstance(cls, type) and hasattr(cls, "input_fields")
             and hasattr(cls, "instructions")):
@@ -82,6 +103,8 @@ def from_dspy(cls: type) -> Signature:
         instructions = None
     sig = Signature(inputs, outputs, instructions)
     sig._memo["dspy"] = cls
+    if cls not in _BUILT:
+        sig._memo["source"] = cls
     return sig
 
 
@@ -91,11 +114,20 @@ def _field(name: str, info: Any, kind: str) -> Field:
     if desc == f"${{{name}}}":
         desc = None
     typed = not extra.get(_IS_TYPE_UNDEFINED, False)
-    return Field(name, typespec_of(info.annotation), desc, kind, typed)
+    try:
+        spec = typespec_of(info.annotation, custom=True)
+    except SignatureError:  # DSPy accepted it, so keep it as it is
+        spec = custom_type(_type_name(info.annotation), info.annotation)
+    return Field(name, spec, desc, kind, typed)
 
 
-def typespec_of(obj: Any) -> TypeSpec:
+def typespec_of(obj: Any, name: str | None = None, custom: bool = False) -> TypeSpec:
     """The TypeSpec of a Python typing object (``list[int]``, ``Optional[str]``, ``dspy.Image``).
+
+    ``to_python()`` of the result is ``obj`` itself. With ``custom=True``, objects outside the
+    known names (pydantic models, Enums, dataclasses, ``typing.Sequence[int]``...) become custom
+    TypeSpecs named ``name`` (default: the object's own name); without it they raise
+    SignatureError, as do objects that are not types.
 
     >>> str(typespec_of(typing.Dict[str, typing.List[int]]))
     'dict[str, list[int]]'
@@ -106,35 +138,64 @@ def typespec_of(obj: Any) -> TypeSpec:
         return _make("Any")
     origin, args = typing.get_origin(obj), typing.get_args(obj)
     if origin is None:
-        name = _SIMPLE.get(obj) if isinstance(obj, type) else None
-        if name is None:
-            name = _dspy_type_name(obj)
-        return _make(name)
+        known = _SIMPLE.get(obj) if isinstance(obj, type) else None
+        if known is None:
+            known = _dspy_type_name(obj)
+        return _make(known) if known is not None else _custom(obj, name, custom)
     if origin is typing.Union or origin is types.UnionType:
-        return union_of(typespec_of(a) for a in args)
+        spec = union_of(typespec_of(a, custom=custom) for a in args)
+        return with_form(spec, ("py", obj)) if spec.name == "Union" else spec
     if origin is typing.Literal:
         try:
-            return literal_of(args)
-        except ValueError as exc:
-            raise SignatureError(f"{obj!r} has no signature form: {exc}") from None
-    name = _SIMPLE.get(origin)
-    if name not in ("list", "dict", "tuple", "set"):
-        _unknown(obj)
-    try:
-        return TypeSpec(name, tuple(a if a is ... else typespec_of(a) for a in args))
-    except ValueError as exc:
-        raise SignatureError(f"{obj!r} has no signature form: {exc}") from None
+            return with_form(literal_of(args), ("py", obj))
+        except ValueError:  # Enum members, bytes...: keep the Literal as it is
+            return _custom(obj, name, custom)
+    known = _SIMPLE.get(origin)
+    if known in _GENERIC_ALIASES:
+        parts = tuple(a if a is ... else typespec_of(a, custom=custom) for a in args)
+        try:
+            spec = TypeSpec(known, parts)
+        except ValueError:  # e.g. tuple[()]: keep it as it is
+            return _custom(obj, name, custom)
+        return with_form(spec, ("py", obj))
+    return _custom(obj, name, custom)
 
 
-def _dspy_type_name(obj: Any) -> str:
+_GENERIC_ALIASES = ("list", "dict", "tuple", "set")
+
+
+def is_annotation(obj: Any) -> bool:
+    """True for what ``dspy.Signature`` accepts as a field type (its own check)."""
+    return isinstance(obj, (type, typing._GenericAlias, types.GenericAlias,  # type: ignore[attr-defined]
+                            typing._SpecialForm, types.UnionType))  # type: ignore[attr-defined]
+
+
+def _custom(obj: Any, name: str | None, custom: bool) -> TypeSpec:
+    if not custom:
+        raise SignatureError(f"Type {obj!r} has no signature text form (known: "
+                             f"{', '.join(KNOWN_NAMES)}); name it in a signature string where "
+                             "it is in scope, or use TypeSpec.of(obj, custom=True).")
+    if not is_annotation(obj):
+        raise SignatureError(f"{obj!r} is not a type, so it cannot be a field type; use a class "
+                             f"or a typing form such as list[str] (known names: "
+                             f"{', '.join(KNOWN_NAMES)}).")
+    return custom_type(name or _type_name(obj), obj)
+
+
+def _type_name(obj: Any) -> str:
+    """A short readable name: ``MyContainer.Query``, ``Color``, ``Sequence[int]``."""
+    if isinstance(obj, type):
+        qual = getattr(obj, "__qualname__", "") or getattr(obj, "__name__", "") or repr(obj)
+        return qual.rsplit("<locals>.", 1)[-1]
+    text = repr(obj)
+    for prefix in ("typing.", "collections.abc."):
+        text = text.replace(prefix, "")
+    return text
+
+
+def _dspy_type_name(obj: Any) -> str | None:
     name = getattr(obj, "__name__", "")
     dspy = sys.modules.get("dspy")
     if dspy is not None and name in DSPY_TYPES and getattr(dspy, name, None) is obj:
         return f"dspy.{name}"
-    _unknown(obj)
-    return ""
-
-
-def _unknown(obj: Any) -> None:
-    raise SignatureError(f"Type {obj!r} has no signature text form (known: "
-                         f"{', '.join(KNOWN_NAMES)}); use one of those types.")
+    return None

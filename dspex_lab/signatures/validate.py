@@ -22,6 +22,10 @@ type            accepts (and returns)
 ``dict[K, V]``  any mapping (-> dict); keys and values checked (``scores['a']``)
 ``Literal``     one of the values, type included (``True`` is not ``1``)
 ``A | B``       the member whose type matches exactly, else the first member that accepts it
+custom types    an instance, or what pydantic's ``TypeAdapter`` accepts (a dict for a model,
+                a value for an Enum); a class pydantic cannot describe: instances only
+untyped input   any value but None, unchanged (``notes=[]`` as in DSPy's tutorials); an
+                untyped *output* is ``str``, as in DSPy
 ==============  ===========================================================================
 
 A field whose type accepts None (``T | None``, ``Any``) may be missing: it becomes None.
@@ -58,7 +62,8 @@ _SHOW.maxstring = _SHOW.maxother = 40
 
 def compile_fields(fields: Iterable[Field], what: str) -> Callable[[Any], dict]:
     """A function that validates a dict of ``what`` (``"inputs"``/``"outputs"``) for ``fields``."""
-    plan = [(f.name, compile_type(f.type), f.type.optional) for f in fields]
+    plan = [(f.name, _untyped if f.kind == "input" and not f.typed else compile_type(f.type),
+             f.type.optional) for f in fields]
     names = frozenset(name for name, _, _ in plan)
 
     def validate(values: Any) -> dict:
@@ -119,6 +124,8 @@ def _exact(check: Checker, typ: type | None) -> Checker:
 
 def _build(spec: TypeSpec) -> Checker:
     name, args = spec.name, spec.args
+    if spec.custom:
+        return _custom(spec)
     if name == "Union":
         return _union(spec, [compile_type(a) for a in args])
     if name == "Literal":
@@ -135,6 +142,13 @@ def _build(spec: TypeSpec) -> Checker:
 
 # -- scalars -------------------------------------------------------------------------------------
 def _any(value: Any, path: Path, problems: Problems) -> Any:
+    return value
+
+
+def _untyped(value: Any, path: Path, problems: Problems) -> Any:
+    if value is None:
+        return _bad(problems, path, "a value", value, " (an untyped input takes any value but "
+                    f"None; write '{path}: str | None' to allow None)")
     return value
 
 
@@ -238,6 +252,47 @@ def _dspy_type(name: str) -> Checker:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return _bad(out, p, name, v, f" ({first})")
     return _exact(check, cls)
+
+
+def _custom(spec: TypeSpec) -> Checker:
+    obj = spec.to_python()
+    cls = obj if isinstance(obj, type) else None
+    adapter: list = []  # built on first use: [TypeAdapter] or [None] when pydantic cannot
+
+    def check(v: Any, p: Path, out: Problems) -> Any:
+        if cls is not None and isinstance(v, cls):
+            return v
+        if not adapter:
+            adapter.append(_type_adapter(obj))
+        if adapter[0] is None:
+            return _bad(out, p, f"an instance of {spec}", v)
+        try:
+            return adapter[0].validate_python(v)
+        except Exception as exc:  # pydantic's error: keep its first problem only
+            return _bad(out, p, str(spec), v, f" ({_first_problem(exc)})")
+    return _exact(check, cls) if cls is not None else check
+
+
+def _first_problem(exc: Exception) -> str:
+    try:
+        first = exc.errors()[0]  # type: ignore[attr-defined]
+    except Exception:
+        return str(exc).strip().split("\n", 1)[0] or type(exc).__name__
+    where = ".".join(map(str, first.get("loc", ())))
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+def _type_adapter(obj: Any) -> Any:
+    import pydantic
+
+    try:
+        return pydantic.TypeAdapter(obj)
+    except Exception:
+        try:
+            return pydantic.TypeAdapter(
+                obj, config=pydantic.ConfigDict(arbitrary_types_allowed=True))
+        except Exception:
+            return None
 
 
 # -- containers and combinators ------------------------------------------------------------------

@@ -16,6 +16,11 @@ usage comes from the response's ``usage``. A reply the ChatAdapter cannot parse 
 the normal path (where DSPy falls back to its JSONAdapter). Anything not eligible (other
 modules, adapters or providers, callbacks, ``n > 1``) uses the normal path; ``eligible()``
 says why. The default transport is always the real ``dspy.LM``.
+
+A failed reply raises the DSPy error the default transport raises for it, worded the same
+(an error envelope's message and code, a body that is not JSON or not UTF-8, a body cut
+short, an HTML error page, a dropped connection), so the ``error`` column and retries do not
+depend on the transport (``tests/test_transport_errors.py`` runs both on the same replies).
 """
 
 from __future__ import annotations
@@ -160,7 +165,8 @@ class FastTransport:
 
 
 async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """POST one chat completion: ``(reply, rate-limit hint or None)``, or DSPy's LM error."""
+    """POST one chat completion: ``(reply, rate-limit hint or None)``, or DSPy's LM error,
+    worded as DSPy's own engine words the same failure (``_not_json``, ``_http_error``)."""
     import aiohttp
     from dspy.utils import exceptions as dx
 
@@ -170,26 +176,103 @@ async def _post(endpoint: _Endpoint, body: dict[str, Any]) -> tuple[dict[str, An
     try:
         async with session.post(endpoint.url, data=json.dumps(body), headers=endpoint.headers,
                                 timeout=timeout) as resp:
-            raw = await resp.read()
-            status = resp.status
-            retry_after = resp.headers.get("Retry-After")
-            hint = RateLimitHint.from_headers(resp.headers)
+            status, headers = resp.status, resp.headers
+            raw = await _read_body(resp, model)
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise dx.LMTimeoutError(f"No reply within {endpoint.timeout} s.", model=model,
                                 provider="openai") from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        raise dx.LMTransportError("server closed connection before sending response",
+                                  model=model, provider="openai") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise dx.LMTransportError(f"failed to connect to {exc.host}:{exc.port}: {exc.os_error}",
+                                  model=model, provider="openai") from exc
     except aiohttp.ClientError as exc:
         raise dx.LMTransportError(f"{type(exc).__name__}: {exc}", model=model,
                                   provider="openai") from exc
-    if status == 200:
-        return json.loads(raw), hint
-    detail = raw[:300].decode("utf-8", "replace")
-    wait = parse_reset(retry_after)
-    cls = (dx.LMRateLimitError if status == 429 else dx.LMServerError if status >= 500
-           else dx.LMAuthError if status in (401, 403) else dx.LMInvalidRequestError)
-    error = cls(f"HTTP {status}: {detail}", model=model, provider="openai", status=status,
-                retry_after=wait)
-    error._dspex_hint = hint  # type: ignore[attr-defined]
-    raise error
+    hint = RateLimitHint.from_headers(headers)
+    if status != 200:
+        error = _http_error(status, raw, model, parse_reset(headers.get("Retry-After")))
+        error._dspex_hint = hint  # type: ignore[attr-defined]
+        raise error
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise dx.LMProviderError(_not_json(status, headers.get("Content-Type"), raw, exc),
+                                 model=model, provider="openai", status=status) from exc
+    return data, hint
+
+
+async def _read_body(resp: Any, model: str) -> bytes:
+    """The whole body; a connection closed before ``Content-Length`` bytes is DSPy's
+    ``LMTransportError`` with the count outstanding."""
+    import aiohttp
+    from dspy.utils import exceptions as dx
+
+    chunks: list[bytes] = []
+    try:
+        async for chunk in resp.content.iter_any():
+            chunks.append(chunk)
+    except aiohttp.ClientPayloadError as exc:
+        got, expected = sum(map(len, chunks)), resp.content_length
+        if expected is None or got >= expected:
+            raise
+        raise dx.LMTransportError(f"connection closed with {expected - got} body bytes "
+                                  "outstanding", model=model, provider="openai") from exc
+    return b"".join(chunks)
+
+
+def _not_json(status: int, content_type: str | None, raw: bytes, exc: Exception) -> str:
+    """DSPy's (lm15's) message for a reply whose body is not JSON."""
+    excerpt = raw[:200].decode("utf-8", errors="replace") + ("…" if len(raw) > 200 else "")
+    return (f"the reply (HTTP {status}, {content_type or 'no content-type'}, {len(raw)} bytes) "
+            f"is not JSON: {exc}. Body starts: {excerpt!r}. A gateway or proxy in front of the "
+            "provider is the usual cause; the request may or may not have been served.")
+
+
+def _http_error(status: int, raw: bytes, model: str, retry_after: float | None) -> Exception:
+    """An error reply as DSPy's engine raises it for an OpenAI-compatible provider: the
+    error envelope's message (and code), classed by code, then by HTTP status."""
+    from dspy.utils import exceptions as dx
+
+    text = raw.decode("utf-8", errors="replace")
+    message, code, kind = text.strip()[:500] or f"HTTP {status}", "", ""
+    try:
+        data = json.loads(text)
+        envelope = data.get("error", {}) if isinstance(data, dict) else {}
+        if isinstance(envelope, dict):
+            message = str(envelope.get("message", ""))
+            code, kind = str(envelope.get("code") or ""), str(envelope.get("type") or "")
+        else:
+            message = str(envelope)
+    except ValueError:
+        pass
+    cls = _error_class(status, code, kind)
+    if code and code not in message and cls not in (dx.ContextWindowExceededError,
+                                                     dx.LMBillingError, dx.LMAuthError,
+                                                     dx.LMRateLimitError):
+        message = f"{message} ({code})"
+    return cls(message, model=model, provider="openai", status=status,
+               provider_code=code or kind or None, retry_after=retry_after)
+
+
+def _error_class(status: int, code: str, kind: str) -> type[Exception]:
+    from dspy.utils import exceptions as dx
+
+    if code == "context_length_exceeded":
+        return dx.ContextWindowExceededError
+    if code == "insufficient_quota" or kind == "insufficient_quota":
+        return dx.LMBillingError
+    if code == "invalid_api_key" or kind == "authentication_error":
+        return dx.LMAuthError
+    if code == "rate_limit_exceeded" or kind == "rate_limit_error":
+        return dx.LMRateLimitError
+    for statuses, cls in (((401, 403), dx.LMAuthError), ((402,), dx.LMBillingError),
+                          ((408, 504), dx.LMTimeoutError), ((429,), dx.LMRateLimitError),
+                          ((400, 404, 409, 413, 422), dx.LMInvalidRequestError)):
+        if status in statuses:
+            return cls
+    return dx.LMServerError if 500 <= status <= 599 else dx.LMProviderError
 
 
 def _session(url: str) -> Any:

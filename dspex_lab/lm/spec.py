@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from dspex_lab.telemetry import redact
+from dspex_lab.redaction import redact, remember
 
 if TYPE_CHECKING:
     import dspy
@@ -40,10 +40,15 @@ class LMSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        if not self.embedded:        # its api_key is masked wherever it shows up
+            remember(self.kwargs)
+
     def build(self) -> dspy.LM:
         """A new ``dspy.LM`` with this model and these keyword arguments."""
         import dspy
 
+        self.__post_init__()         # (again: an unpickled spec skipped it)
         return dspy.LM(self.model, **dict(self.kwargs))
 
     @property

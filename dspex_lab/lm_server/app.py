@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspex_lab.lm_server.answers import compose
-from dspex_lab.lm_server.options import Fault, ServerOptions, decide_fault, delay_seconds
+from dspex_lab.lm_server.options import (
+    MALFORMED_KINDS,
+    Fault,
+    ServerOptions,
+    decide_fault,
+    delay_seconds,
+)
 from dspex_lab.lm_server.prompts import ParsedPrompt, message_text, parse_request, render_completion
 
 __all__ = ["DEFAULT_MODEL", "LMApp", "Reply", "estimate_tokens"]
@@ -54,11 +60,15 @@ def estimate_tokens(text: str) -> int:
 
 @dataclass
 class Reply:
-    """What to send: a JSON ``payload``, or SSE ``events`` when streaming, or nothing
-    (``fault`` is ``timeout``/``drop``: hang ``hang_s`` then close the connection)."""
+    """What to send: a JSON ``payload``, or SSE ``events`` when streaming, or raw ``body``
+    bytes (a malformed reply; ``fault="truncated"`` sends them short of their announced
+    length, then closes), or nothing (``fault`` is ``timeout``/``drop``: hang ``hang_s`` then
+    close the connection)."""
 
     status: int = 200
     payload: dict[str, Any] | None = None
+    body: bytes | None = None
+    content_type: str = "application/json"
     events: list[dict[str, Any]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
@@ -227,6 +237,10 @@ class LMApp:
         if fault.kind in ("timeout", "drop"):
             hang = options.hang_s if fault.kind == "timeout" else 0.0
             return Reply(status=0, fault=fault.kind, hang_s=hang)
+        if fault.kind in MALFORMED_KINDS:
+            reply = _malformed(fault.kind)
+            reply.delay_s = delay
+            return reply
         reply = self._error_reply(int(fault.kind), *_ERROR_TYPES[fault.kind][:2],
                                   _ERROR_TYPES[fault.kind][2])
         if fault.kind == "429":
@@ -248,6 +262,28 @@ class LMApp:
     def _error_reply(status: int, error_type: str, code: str, message: str) -> Reply:
         return Reply(status=status, payload={"error": {"message": message, "type": error_type,
                                                        "code": code, "param": None}})
+
+
+_HTML_ERROR = (b"<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n"
+               b"<center><h1>500 Internal Server Error</h1></center>\r\n<hr><center>nginx"
+               b"</center>\r\n</body>\r\n</html>\r\n")
+
+
+def _malformed(kind: str) -> Reply:
+    """A reply as a broken provider or proxy sends it (see ``options``: the malformed kinds)."""
+    good = json.dumps({"id": "chatcmpl-malformed", "object": "chat.completion", "created": 0,
+                       "model": DEFAULT_MODEL, "choices": [{
+                           "index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "CONTENT"}}],
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                 "total_tokens": 2}}).encode()
+    if kind == "badjson":
+        return Reply(body=good[:len(good) // 2])              # cut mid-way, but sent whole
+    if kind == "badutf8":
+        return Reply(body=good.replace(b"CONTENT", b"caf\xe9 \xff\xfe"))
+    if kind == "truncated":
+        return Reply(body=good, fault="truncated")
+    return Reply(status=500, body=_HTML_ERROR, content_type="text/html")
 
 
 def _limit_headers(limit: dict[str, float]) -> dict[str, str]:

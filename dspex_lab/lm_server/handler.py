@@ -41,6 +41,7 @@ class LMHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024   # socketserver's 5 refuses connections when many clients start
 
     def __init__(self, address: tuple[str, int], app: LMApp) -> None:
         self.app = app
@@ -139,11 +140,13 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.delay_s > 0 and app.stopping.wait(reply.delay_s):
             self.close_connection = True
             return
-        if reply.fault is not None:  # timeout / drop: no response at all
+        if reply.fault in ("timeout", "drop"):  # no response at all
             app.stopping.wait(reply.hang_s)
             self.close_connection = True
             return
-        if reply.events is None:
+        if reply.body is not None:
+            self._send_raw(reply)
+        elif reply.events is None:
             self._send_json(reply.status, reply.payload or {}, reply.headers)
         elif reply.chunk_delay_s > 0:
             self._send_chunked_events(reply)
@@ -179,6 +182,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _send_raw(self, reply: Reply) -> None:
+        """A malformed reply's bytes; ``truncated``: announce more than is sent, then close."""
+        body = reply.body or b""
+        if reply.fault != "truncated":
+            self._send(reply.status, body, reply.content_type, reply.headers)
+            return
+        self.close_connection = True
+        cut = body[:len(body) // 2]
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(self._head(reply.status, reply.content_type, reply.headers,
+                                        len(body)) + cut)
+            self.wfile.flush()
 
     def _send_chunked_events(self, reply: Reply) -> None:
         """SSE with a pause between chunks (``stream_chunk_ms``), as chunked transfer."""

@@ -10,8 +10,11 @@ Faults come from two places:
   ``[[latency:250]]`` (this prompt takes 250 ms).
 
 Kinds: ``429`` (with a ``Retry-After`` header of ``retry_after_s``), ``500``, ``timeout``
-(hang ``hang_s`` seconds, longer than any sane client timeout, then drop the connection) and
-``drop`` (close the connection without a response).
+(hang ``hang_s`` seconds, longer than any sane client timeout, then drop the connection),
+``drop`` (close the connection without a response), and malformed replies as broken
+providers and proxies send them: ``badjson`` (a 200 whose body is not JSON), ``badutf8`` (a
+200 whose JSON body holds invalid UTF-8), ``truncated`` (a 200 that announces more bytes than
+it sends, then closes) and ``html`` (a 500 with an HTML error page).
 
 A real rate limit, as providers enforce it: ``request_limit`` requests per ``limit_window_s``
 seconds (a token bucket: that many at once, refilled evenly). Over it a request gets a 429
@@ -36,10 +39,12 @@ from dspex_lab.errors import ConfigurationError
 from dspex_lab.lm_server.answers import Rule, load_rules
 from dspex_lab.lm_server.solvers import stable_hash
 
-__all__ = ["ERROR_KINDS", "Fault", "ServerOptions", "decide_fault", "delay_seconds"]
+__all__ = ["ERROR_KINDS", "MALFORMED_KINDS", "Fault", "ServerOptions", "decide_fault",
+           "delay_seconds"]
 
-ERROR_KINDS = ("429", "500", "timeout", "drop")
-_FAIL_MARKER = re.compile(r"\[\[fail:(?:(once|\d+):)?(429|500|timeout|drop)\]\]")
+ERROR_KINDS = ("429", "500", "timeout", "drop", "badjson", "badutf8", "truncated", "html")
+MALFORMED_KINDS = ("badjson", "badutf8", "truncated", "html")
+_FAIL_MARKER = re.compile(rf"\[\[fail:(?:(once|\d+):)?({'|'.join(ERROR_KINDS)})\]\]")
 _LATENCY_MARKER = re.compile(r"\[\[latency:(\d+(?:\.\d+)?)\]\]")
 
 

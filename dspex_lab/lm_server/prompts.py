@@ -19,7 +19,6 @@ A request that is not from DSPy parses as a ``plain`` prompt with one ``answer``
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
@@ -28,6 +27,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from dspex_lab.lm_server.literals import literal
 from dspex_lab.lm_server.typespec import (
     STR,
     TypeSpec,
@@ -298,8 +298,8 @@ def _parse_tools(instructions: str) -> list[Tool]:
         if not m:
             continue
         try:
-            args = ast.literal_eval(m.group("args"))
-        except (ValueError, SyntaxError):
+            args = literal(m.group("args"))
+        except ValueError:
             args = {}
         tools.append(Tool(m.group("name"), m.group("desc") or "",
                           args if isinstance(args, dict) else {}))

@@ -12,12 +12,12 @@ Everything is a pure function of the text, so answers are deterministic.
 
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
-import operator
 import re
 from typing import Any
+
+from dspex_lab.lm_server.literals import arithmetic
 
 __all__ = ["HashRandom", "arithmetic_expression", "evaluate", "keywords", "numbers", "sentiment",
            "solve", "stable_hash"]
@@ -29,10 +29,6 @@ _WORD_OPS = [
 ]
 _EXPR = re.compile(r"[\d.()+\-*/ ]+")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_OPS: dict[type, Any] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
-}
 
 _CAPITALS = {
     "france": "Paris", "germany": "Berlin", "italy": "Rome", "spain": "Madrid",
@@ -104,28 +100,18 @@ class HashRandom:
 
 
 def evaluate(expression: str) -> int | float | None:
-    """Evaluate ``+ - * / // %`` over numbers; None when it is not plain arithmetic."""
+    """Evaluate ``+ - * / // %`` over numbers; None when it is not plain arithmetic.
+
+    Parsed by ``literals.arithmetic``, not ``ast``: server threads call this concurrently."""
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
-        value = _eval_node(tree.body)
-    except (SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError, RecursionError):
+        value = arithmetic(expression)
+    except (ValueError, ZeroDivisionError, OverflowError):
         return None
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
             return None
         return int(value) if value.is_integer() else round(value, 6)
     return value
-
-
-def _eval_node(node: ast.AST) -> int | float:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _eval_node(node.operand)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-        return _OPS[type(node.op)](_eval_node(node.left), _eval_node(node.right))
-    raise ValueError("not arithmetic")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -13,10 +13,11 @@ not a plain scalar, adds a JSON schema in a ``# note:`` comment. Both forms pars
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from dspex_lab.lm_server.literals import literal
 
 __all__ = ["TypeSpec", "from_json_schema", "parse_annotation", "parse_annotation_at"]
 
@@ -140,8 +141,8 @@ def _matching_bracket(text: str, start: int) -> int:
 
 def _literal_values(inner: str) -> tuple[Any, ...]:
     try:
-        values = ast.literal_eval(f"[{inner}]")
-    except (ValueError, SyntaxError):
+        values = literal(f"[{inner}]")
+    except ValueError:
         values = [v.strip().strip("'\"") for v in inner.split(",")]
     return tuple(values)
 

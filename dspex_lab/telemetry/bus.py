@@ -15,20 +15,16 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-log = logging.getLogger("dspex_lab.telemetry")
+from dspex_lab.redaction import MASK, is_secret_key, redact, redact_text, secret_pattern
 
-_SECRET_KEYS = re.compile(
-    r"(api[_-]?key|authorization|secret|password|credential|(^|_)token$|access[_-]?token)", re.I)
-_SECRET_VALUES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9_.\-]{8,})")
+log = logging.getLogger("dspex_lab.telemetry")
 
 
 @dataclass(slots=True)
@@ -42,17 +38,6 @@ class Event:
     def as_row(self) -> dict[str, Any]:
         """The event as one flat dict: kind, ts and its fields."""
         return {"kind": self.kind, "ts": self.ts, **self.fields}
-
-
-@lru_cache(maxsize=4096)
-def _secret_key(key: str) -> bool:
-    return bool(_SECRET_KEYS.search(key))
-
-
-def _redact_text(text: str) -> str:
-    if "sk-" not in text and "Bearer" not in text:  # the cheap test first: emit is hot
-        return text
-    return _SECRET_VALUES.sub("***", text)
 
 
 CALLS = "lm.calls"
@@ -109,29 +94,18 @@ def finite_number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def redact(value: Any, key: str = "") -> Any:
-    """Hide secrets: values under key-like names and strings that look like API keys."""
-    if key and _secret_key(key):
-        return "***"
-    if isinstance(value, str):
-        return _redact_text(value)
-    if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
-    return value
-
-
 def _redact_table(table: Any) -> Any:
     """An Arrow table with secrets masked in its string columns (a copy only when needed)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    pattern = secret_pattern()
     for i, name in enumerate(table.column_names):
         column = table.column(i)
         if not pa.types.is_string(column.type) or not pc.any(
-                pc.match_substring_regex(column, _SECRET_VALUES.pattern)).as_py():
+                pc.match_substring_regex(column, pattern)).as_py():
             continue
-        table = table.set_column(i, name, pc.replace_substring_regex(
-            column, _SECRET_VALUES.pattern, "***"))
+        table = table.set_column(i, name, pc.replace_substring_regex(column, pattern, MASK))
     return table
 
 
@@ -151,10 +125,10 @@ class Bus:
     def emit(self, kind: str, **fields: Any) -> Event:
         """Buffer an event (secrets masked) and hand it to every subscriber; returns it."""
         for k, v in fields.items():
-            if _secret_key(k):
-                fields[k] = "***"
+            if is_secret_key(k):
+                fields[k] = MASK
             elif isinstance(v, str):
-                fields[k] = _redact_text(v)
+                fields[k] = redact_text(v)
             elif isinstance(v, dict):
                 fields[k] = redact(v, k)
             elif hasattr(v, "column_names"):

@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import json
 import pickle
+import pickletools
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import cloudpickle
 import msgpack
@@ -53,11 +54,12 @@ import msgpack
 from dspex_lab.errors import ProtocolError
 from dspex_lab.exchange import exceptions, objects, shm
 from dspex_lab.exchange.exceptions import RemoteTraceback
+from dspex_lab.redaction import redact, redact_exception
 
 __all__ = [
     "FORMATS", "MAX_FRAME_SIZE", "SHM_THRESHOLD", "FrameInfo", "FrameReader",
-    "RemoteTraceback", "discard", "error_message", "frame_info", "is_error", "pack",
-    "raise_remote", "recv", "remote_exception", "send", "unpack",
+    "RemoteTraceback", "check_pickle", "discard", "error_message", "frame_info", "is_error",
+    "pack", "raise_remote", "recv", "remote_exception", "send", "unpack",
 ]
 
 FORMATS = ("json", "msgpack", "arrow", "pickle", "shm")
@@ -315,6 +317,7 @@ def unpack(data: Any) -> Any:
     kind, header, rest = _split(data)
     try:
         if kind == PICKLE[0]:
+            check_pickle(rest)
             return pickle.loads(rest)
         if kind == JSON[0]:
             return json.loads(bytes(header))
@@ -393,6 +396,8 @@ class _Decoder:
         index = int.from_bytes(data, "big")
         if index not in self.cache:
             kind, view, meta = self.view(index)
+            if kind == "pickle":
+                check_pickle(view)
             if kind == "pickle" and isinstance(meta, list):
                 buffers = [self.view(i, "buffer")[1] for i in meta]
                 self.cache[index] = objects.decode(kind, view, None, buffers)
@@ -413,6 +418,83 @@ class _Decoder:
         if expect is not None and kind != expect:
             raise ProtocolError(f"Attachment {index} should be a {expect}, not {kind!r}.")
         return kind, self.region[offset:offset + size], meta
+
+
+# ----------------------------------------------------------------------------- pickle checks
+
+_UNKNOWN = -99
+_PICKLE_ARGS = [_UNKNOWN] * 256          # opcode -> argument size (pickletools' codes if < 0)
+for _op in pickletools.opcodes:
+    _PICKLE_ARGS[_op.code.encode("latin-1")[0]] = _op.arg.n if _op.arg else 0
+_LENGTH_SIZES = {pickletools.TAKEN_FROM_ARGUMENT1: (1, "<B"),
+                 pickletools.TAKEN_FROM_ARGUMENT4: (4, "<i"),
+                 pickletools.TAKEN_FROM_ARGUMENT4U: (4, "<I"),
+                 pickletools.TAKEN_FROM_ARGUMENT8U: (8, "<Q")}
+_TWO_LINES = frozenset(b"ci")            # GLOBAL and INST: module and name lines
+_PUT, _LONG_BINPUT, _STOP = b"p"[0], b"r"[0], b"."[0]
+
+
+def check_pickle(data: Any) -> None:
+    """Refuse a pickle stream that no ``Pickler`` writes, before ``pickle.loads`` sees it.
+
+    A corrupt stream can make the unpickler allocate far more than the frame holds: a memo
+    index of 2**32 grows the memo to 64 GiB (a 585-byte frame once took 40 s and 15 GiB to
+    fail), and a length past the end of a ``BYTEARRAY8`` trips a CPython bug. So every opcode
+    must be known, every argument must lie inside ``data``, a memo index may not exceed the
+    position it is written at (the memo stays under ~16 bytes per byte of stream), and
+    ``STOP`` must end the stream. Raises ``ProtocolError``.
+    """
+    view = memoryview(data).cast("B")
+    end, pos = view.nbytes, 0
+    args, unpack_from, no_arg = _PICKLE_ARGS, struct.unpack_from, 0
+    while pos < end:
+        op = view[pos]
+        arg = args[op]
+        pos += 1
+        if arg == no_arg:
+            if op == _STOP:
+                return
+        elif arg > 0:
+            if op == _LONG_BINPUT and pos + 4 <= end and unpack_from("<I", view, pos)[0] > pos:
+                _corrupt(end, f"a memo index far beyond the stream at byte {pos - 1}")
+            pos += arg
+        elif arg == _UNKNOWN:
+            _corrupt(end, f"unknown opcode 0x{op:02x} at byte {pos - 1}")
+        elif arg == pickletools.UP_TO_NEWLINE:
+            start, pos = pos - 1, _line_end(view, pos, end)
+            if op in _TWO_LINES:
+                pos = _line_end(view, pos, end)
+            elif op == _PUT and _decimal(view[start + 1:pos - 1]) > start:
+                _corrupt(end, f"a memo index far beyond the stream at byte {start}")
+        else:
+            size, fmt = _LENGTH_SIZES[arg]
+            if pos + size > end:
+                break
+            length = unpack_from(fmt, view, pos)[0]
+            if length < 0:
+                break
+            pos += size + length
+    _corrupt(end, "it ends before its STOP opcode (an argument runs past the end)")
+
+
+def _corrupt(size: int, reason: str) -> NoReturn:
+    raise ProtocolError(f"Cannot decode a pickle stream of {size} bytes: {reason}; the frame "
+                        "is truncated or corrupt.")
+
+
+def _line_end(view: memoryview, pos: int, end: int) -> int:
+    """The position after the newline ending the text argument that starts at ``pos``."""
+    found = bytes(view[pos:]).find(b"\n")
+    if found < 0:
+        _corrupt(end, f"the text argument at byte {pos} never ends")
+    return pos + found + 1
+
+
+def _decimal(raw: memoryview) -> int:
+    try:
+        return int(bytes(raw))
+    except ValueError:
+        return 0      # the unpickler itself refuses it
 
 
 # ----------------------------------------------------------------------------- public API
@@ -627,9 +709,11 @@ def error_message(id: Any, exc: BaseException) -> dict:
         ('error', 'ZeroDivisionError')
 
     ``reply["error"]`` holds the type, module, message, formatted traceback, worker pid and
-    the pickled exception (None when it does not survive pickling).
+    the pickled exception (None when it does not survive pickling). Known secrets are masked
+    in all of them (``dspex_lab.redaction``: a provider may echo the API key into an error).
     """
-    return {"id": id, "status": "error", "error": exceptions.capture(exc)}
+    redact_exception(exc)
+    return {"id": id, "status": "error", "error": redact(exceptions.capture(exc))}
 
 
 def is_error(message: Any) -> bool:

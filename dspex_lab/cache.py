@@ -3,6 +3,12 @@
 A cache hit is answered natively in the kernel (no IPC, no LM call). The disk layer (SQLite,
 one file) makes a re-run after a kernel restart recompute only what is missing.
 
+Values are kept pickled (``exchange.objects.dumps``), in memory and on disk, so a hit gives
+the same Python values and types as the call that stored them -- pydantic models, enums,
+dicts, ``dspy.History`` -- and a fresh copy every time (changing a returned list never
+changes the cache). A value that cannot be pickled is not cached. The file is written only
+by dspex_lab; entries written as JSON by older versions are still read.
+
     >>> cache = ResultCache(path=None)            # memory only
     >>> key = cache_key("prog", {"q": "hi"}, "lm")
     >>> cache.put(key, {"answer": "hello"}); cache.get(key)
@@ -19,6 +25,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
+
+from dspex_lab.exchange.objects import dumps, loads
 
 _MISSING = object()
 
@@ -66,21 +74,26 @@ class ResultCache:
         """The cached value for ``key``, or ``default``; ``remember=False`` does not copy a
         value found on disk into the memory layer (bulk reads by batch runs)."""
         with self._lock:
-            value = self._mem.get(key, _MISSING)
-            if value is not _MISSING:
+            blob = self._mem.get(key, _MISSING)
+            if blob is not _MISSING:
                 self._mem.move_to_end(key)
-                self.hits += 1
-                return value
-            db = self._conn()
-            row = None
-            if db is not None:
-                row = db.execute("SELECT value FROM results WHERE key=?", (key,)).fetchone()
-            if row is None:
+            else:
+                db = self._conn()
+                row = None
+                if db is not None:
+                    row = db.execute("SELECT value FROM results WHERE key=?",
+                                     (key,)).fetchone()
+                if row is None:
+                    self.misses += 1
+                    return default
+                blob = row[0]
+                if remember:
+                    self._remember(key, blob)
+            try:
+                value = _decode(blob)
+            except Exception:  # e.g. a class that no longer exists: as if not cached
                 self.misses += 1
                 return default
-            value = json.loads(row[0])
-            if remember:
-                self._remember(key, value)
             self.hits += 1
             return value
 
@@ -94,24 +107,30 @@ class ResultCache:
         return found
 
     def put(self, key: str, value: Any) -> None:
-        """Store a JSON-able ``value``."""
+        """Store ``value`` (anything picklable; anything else is not cached)."""
         self.put_many({key: value})
 
     def put_many(self, items: dict[str, Any], *, remember: bool = True) -> None:
         """Store many values in one transaction. ``remember=False`` writes them to disk only
         (a batch run's rows would crowd the memory layer); without a disk it is ignored."""
+        blobs = {}
+        for key, value in items.items():
+            try:
+                blobs[key] = dumps(value)
+            except TypeError:  # cannot be pickled: not cached (the call is made again)
+                continue
         with self._lock:
             db = self._conn()
             if remember or db is None:
-                for key, value in items.items():
-                    self._remember(key, value)
-            if db is not None and items:
+                for key, blob in blobs.items():
+                    self._remember(key, blob)
+            if db is not None and blobs:
                 db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
-                               [(k, json.dumps(v, default=str)) for k, v in items.items()])
+                               list(blobs.items()))
                 db.commit()
 
-    def _remember(self, key: str, value: Any) -> None:
-        self._mem[key] = value
+    def _remember(self, key: str, blob: bytes) -> None:
+        self._mem[key] = blob
         self._mem.move_to_end(key)
         while len(self._mem) > self.max_items:
             self._mem.popitem(last=False)
@@ -131,6 +150,27 @@ class ResultCache:
             if db is not None:
                 return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
             return len(self._mem)
+
+    def stats(self) -> dict[str, Any]:
+        """``entries`` (on disk, else in memory), ``in_memory``, ``path`` (None: memory only),
+        ``size_bytes`` (the file and its journal), and this process's ``hits``, ``misses``
+        and ``hit_rate`` (None before the first lookup), for ``%dspex_cache``."""
+        entries = len(self)
+        with self._lock:
+            files = [] if self._path is None else [
+                f for f in (self._path, self._path.with_name(self._path.name + "-wal"))
+                if f.exists()]
+            looked = self.hits + self.misses
+            return {"entries": entries, "in_memory": len(self._mem), "path": self._path,
+                    "size_bytes": sum(f.stat().st_size for f in files), "hits": self.hits,
+                    "misses": self.misses, "hit_rate": self.hits / looked if looked else None}
+
+
+def _decode(blob: Any) -> Any:
+    """A stored value: a pickle, or JSON text written by an older version."""
+    if isinstance(blob, str):
+        return json.loads(blob)
+    return loads(blob)
 
 
 _CACHE: ResultCache | None = None

@@ -5,13 +5,15 @@ The tree::
     DspexError
     ├── SignatureError        bad signature text (message shows the text and a caret)
     ├── ValidationError       inputs/outputs that do not fit a signature (lists every problem)
+    ├── DataError             data that cannot be read as a table (wrong kind, bad columns)
     ├── ConfigurationError    bad or missing configuration (LM, pools, backend)
     ├── RoutingError          an operation or implementation nobody registered
     ├── ProtocolError         a malformed, truncated or unknown wire frame
     ├── TemplateError         a template with bad syntax or missing variables
     ├── PipelineError         a pipeline that is wired wrong or failed at a step
     ├── LMError               an LM call failed (after retries); ``status`` when HTTP
-    │   └── CircuitOpen       the circuit breaker refuses calls to a failing LM
+    │   ├── CircuitOpen       the circuit breaker refuses calls to a failing LM
+    │   └── LMTimeout         the LM did not answer within the call's ``timeout``
     ├── BudgetExceeded        a run would spend more than its ``budget_usd``
     ├── RunError              a batch run finished with failed rows (``on_error="raise"``)
     ├── TaskError             a task sent to a pool did not produce a result
@@ -19,7 +21,8 @@ The tree::
     │   ├── WorkerCrashed     the worker process died while running the task, too often
     │   ├── TaskTimeout       the task ran past its timeout; the worker was replaced
     │   └── TaskCancelled     the task was cancelled (KeyboardInterrupt, cancel button)
-    └── PoolError             the pool itself is unusable (closed, broken, queue full)
+    ├── PoolError             the pool itself is unusable (closed, broken, queue full)
+    └── Interrupted           a magic's call or run was interrupted (shown as one line)
 
 "The call failed" (``TaskError``) and "the pool broke" (``PoolError``) are different errors.
 Messages are full sentences that name the bad value and say what to do next.
@@ -31,8 +34,11 @@ __all__ = [
     "BudgetExceeded",
     "CircuitOpen",
     "ConfigurationError",
+    "DataError",
     "DspexError",
+    "Interrupted",
     "LMError",
+    "LMTimeout",
     "PipelineError",
     "PoolError",
     "ProtocolError",
@@ -199,3 +205,21 @@ class TaskCancelled(TaskError):
 
 class PoolError(DspexError):
     """The pool itself is unusable: closed, broken or its queue is full."""
+
+
+class DataError(DspexError, TypeError, ValueError):
+    """Data that cannot be read as a table of rows: not table-like, ambiguous or bad column
+    names, columns of different lengths. (A ``TypeError`` and a ``ValueError`` too, as the
+    errors it replaces were.)"""
+
+
+class Interrupted(DspexError):
+    """A call or run started from a magic was interrupted (Ctrl-C, the stop button). IPython
+    shows its message as one line instead of a traceback of library internals."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+class LMTimeout(LMError, TimeoutError):
+    """The LM did not answer within the call's ``timeout`` (the worker is kept)."""

@@ -1,14 +1,28 @@
 """``optimize``: compile a program with a DSPy optimizer in the ``optimizer`` worker pool.
 
 The kernel checks the trainset, then sends one task (program, examples, metric, optimizer, LM
-spec) to the pool; the worker builds the module and the LM, runs ``optimizer.compile`` and
-sends back the compiled DSPy state. The kernel stays responsive, Ctrl-C cancels the task, and
-a spinner shows the elapsed time. The optimizer's own output (tqdm bars, logs) is captured in
-the worker and kept in ``compiled.metadata["log"]`` instead of flooding the notebook.
+spec) to the pool; the worker builds the module and the LM, runs ``optimizer.compile`` exactly
+as plain DSPy would (same examples, same metric values, same constructor and ``compile``
+arguments, so the same seed gives the same program) and sends back the compiled DSPy state.
+The kernel stays responsive, Ctrl-C cancels the task, and a spinner shows the elapsed time.
+The optimizer's own output (tqdm bars, logs) is captured in the worker and kept in
+``compiled.metadata["log"]`` instead of flooding the notebook.
 
     >>> compiled = dspex_lab.optimize("question -> answer", train_df, metric="exact_match",
     ...                               optimizer="BootstrapFewShot", max_bootstrapped_demos=2)
     >>> compiled.demos, compiled.save("qa.json")
+
+Optimizers by name: ``GEPA``, ``SIMBA``, ``MIPROv2``, ``BootstrapFewShot``,
+``BootstrapFewShotWithRandomSearch``, ``COPRO``, ``LabeledFewShot`` and ``KNNFewShot``; any
+DSPy optimizer instance works too. Keyword arguments go to the optimizer's constructor or its
+``compile`` (``valset=``, ``seed=``, ``teacher=``...); LM arguments (``reflection_lm``,
+``prompt_model``, ``task_model``) take what ``lm=`` takes (a configured name, a model string,
+a ``dspy.LM``) and are rebuilt in the worker:
+
+    >>> optimize(prog, train, metric, "GEPA", reflection_lm="strong", auto="light")
+
+The metric decides what the labels are: every column that is not an input travels with the
+example under its own name (``example.expected``), as in DSPy.
 """
 
 from __future__ import annotations
@@ -38,38 +52,67 @@ from dspex_lab.router import get_router, register
 __all__ = ["OPTIMIZERS", "CompileTask", "DspyMetric", "optimize"]
 
 OPTIMIZERS = ("BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2", "COPRO",
-              "LabeledFewShot")
+              "LabeledFewShot", "GEPA", "SIMBA", "KNNFewShot")
 """Optimizers known by name; any DSPy optimizer instance works too."""
 
-_EXTRAS = {"MIPROv2": (("optuna", "'dspy[optuna]'"),)}
+_EXTRAS = {"MIPROv2": (("optuna", "'dspy[optuna]'"),), "GEPA": (("gepa", "gepa"),)}
 """Optional packages an optimizer imports when it runs (checked in the kernel first)."""
+
+LM_OPTIONS = ("reflection_lm", "prompt_model", "task_model")
+"""Optimizer arguments that are LMs: resolved like ``lm=`` in the kernel, built in the worker."""
+
+_REQUIRED = {"GEPA": ("reflection_lm", "a dspex_lab LM name, model string or dspy.LM that "
+                                       "writes the new instructions"),
+             "KNNFewShot": ("vectorizer", "a dspy.Embedder or a function from a list of "
+                                          "strings to vectors")}
+"""Arguments an optimizer cannot run without, checked in the kernel."""
+
+_PASSES_ON = {"KNNFewShot": "BootstrapFewShot"}
+"""Optimizers whose ``**kwargs`` go to another optimizer's constructor."""
 _LOG_LINES = 200
 _TQDM_LINE = re.compile(r"^(.*: )?\s*\d+%\|")
 
 
 class DspyMetric:
-    """Any metric as DSPy wants it, ``metric(example, prediction, trace=None)``; counts calls.
+    """Any metric as DSPy wants it, ``metric(example, prediction, trace=None, pred_name=None,
+    pred_trace=None)`` (GEPA's form, which the others accept too); counts calls.
 
-    Native metrics compare the example's labels; ``fn(gold, pred)`` callables get the Example
-    and Prediction (both read as attributes and items); DSPy metrics are called as they are.
+    Native metrics compare the example's labels; ``fn(example, pred)`` callables get the
+    Example and Prediction; DSPy metrics get the arguments they take (``pred_name`` and
+    ``pred_trace`` only when they accept them). What the metric returns is passed on as is.
     """
 
     def __init__(self, metric: Any) -> None:
         self.kind, self.metric = resolve_metric(metric)
         self.calls = 0
+        self.feedback = self.kind == "dspy" and _accepts(self.metric, 5)
 
     @property
     def name(self) -> str:
         m = self.metric
         return getattr(m, "name", None) or getattr(m, "__name__", type(m).__name__)
 
-    def __call__(self, example: Any, prediction: Any, trace: Any = None) -> Any:
+    def __call__(self, example: Any, prediction: Any, trace: Any = None,
+                 pred_name: str | None = None, pred_trace: Any = None) -> Any:
         self.calls += 1
         if self.kind == "native":
             return self.metric.dspy(example, prediction, trace)
         if self.kind == "row":
             return self.metric(example, prediction)
+        if self.feedback:
+            return self.metric(example, prediction, trace, pred_name, pred_trace)
         return self.metric(example, prediction, trace)
+
+
+def _accepts(fn: Any, n: int) -> bool:
+    """True when ``fn`` can be called with ``n`` positional arguments."""
+    try:
+        inspect.signature(fn).bind(*([None] * n))
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read (a builtin): assume the DSPy form
+        return False
+    return True
 
 
 @dataclass
@@ -94,10 +137,11 @@ def optimize(program: Any, trainset: Any, metric: Any = None, optimizer: Any = "
     """Compile ``program`` on ``trainset`` with a DSPy ``optimizer``; a ``CompiledProgram``.
 
     ``trainset``/``valset``: a DataFrame, list of dicts or list of ``dspy.Example``; input
-    fields come from the program's signature (or ``input_fields``), the other columns are
-    labels; ``columns`` maps field names to column names. ``metric``: a native metric or its
-    name, ``fn(gold, pred)`` or a DSPy metric. Extra keyword arguments go to the optimizer's
-    constructor or its ``compile``.
+    fields come from the program's signature (or ``input_fields``), every other column is a
+    label under its own name (the metric reads what it needs); ``columns`` maps field names
+    to column names. ``metric``: a native metric or its name, ``fn(example, pred)`` or a DSPy
+    metric (GEPA's ``dspy.Prediction(score=..., feedback=...)`` too). Extra keyword arguments
+    go to the optimizer's constructor or its ``compile`` (see the module docstring).
 
     >>> compiled = optimize(prog, train, "exact_match", "BootstrapFewShot",
     ...                     max_bootstrapped_demos=4)
@@ -106,6 +150,8 @@ def optimize(program: Any, trainset: Any, metric: Any = None, optimizer: Any = "
 
     prog = as_program(program)
     name = _optimizer_name(optimizer, optimizer_kwargs)
+    optimizer_kwargs = {k: resolve_lm(v) if k in LM_OPTIONS and v is not None else v
+                        for k, v in optimizer_kwargs.items()}
     if metric is None and isinstance(optimizer, str) and optimizer != "LabeledFewShot":
         raise ConfigurationError(
             f"{optimizer} needs a metric: pass metric='exact_match', 'f1', a function "
@@ -113,11 +159,11 @@ def optimize(program: Any, trainset: Any, metric: Any = None, optimizer: Any = "
         )
     dspy_metric = DspyMetric(metric) if metric is not None else None
     inputs = _input_fields(prog, trainset, input_fields)
-    train = examples(trainset, inputs, columns, prog, what="trainset")
-    val = examples(valset, inputs, columns, prog, what="valset") if valset is not None else None
+    train = examples(trainset, inputs, columns, what="trainset")
+    val = examples(valset, inputs, columns, what="valset") if valset is not None else None
     spec = resolve_lm(lm)
-    task = CompileTask(prog, optimizer, dict(optimizer_kwargs), dspy_metric, train, val,
-                       inputs, spec)
+    task = CompileTask(prog, _sendable(optimizer), dict(optimizer_kwargs), dspy_metric, train,
+                       val, inputs, spec)
     start = time.perf_counter()
     error: str | None = None
     with _Spinner(f"optimize {name} ({len(train)} examples)", progress) as spinner:
@@ -148,6 +194,12 @@ def _optimizer_name(optimizer: Any, kwargs: Mapping[str, Any]) -> str:
                     f"{optimizer} needs the optional package {module!r}, which is not installed; "
                     f"install it with: pip install {extra}"
                 )
+        if optimizer in _REQUIRED and kwargs.get(_REQUIRED[optimizer][0]) is None:
+            arg, what = _REQUIRED[optimizer]
+            raise ConfigurationError(
+                f"{optimizer} needs {arg}=...: {what}, e.g. optimize(..., "
+                f"optimizer={optimizer!r}, {arg}=...)."
+            )
         return optimizer
     if not callable(getattr(optimizer, "compile", None)):
         raise ConfigurationError(
@@ -160,6 +212,35 @@ def _optimizer_name(optimizer: Any, kwargs: Mapping[str, Any]) -> str:
             f"set them on the {type(optimizer).__name__} instance instead."
         )
     return type(optimizer).__name__
+
+
+_LOCKS = (type(threading.Lock()), type(threading.RLock()))
+
+
+class _FreshLock:
+    """A lock attribute of an optimizer instance on its way to the worker (locks cannot be
+    pickled): it arrives as a new lock of the same kind."""
+
+    def __init__(self, lock: Any) -> None:
+        self.factory = threading.RLock if isinstance(lock, _LOCKS[1]) else threading.Lock
+
+    def __reduce__(self) -> tuple:
+        return (self.factory, ())
+
+
+def _sendable(optimizer: Any) -> Any:
+    """The optimizer as it can travel to the worker: a name as is; an instance copied, with
+    its locks (``BootstrapFewShot.error_lock``) replaced by fresh ones (yours is untouched)."""
+    attributes = getattr(optimizer, "__dict__", {})
+    if isinstance(optimizer, str) or not any(isinstance(v, _LOCKS) for v in attributes.values()):
+        return optimizer
+    import copy
+
+    clone = copy.copy(optimizer)
+    for key, value in attributes.items():
+        if isinstance(value, _LOCKS):
+            setattr(clone, key, _FreshLock(value))
+    return clone
 
 
 def _input_fields(prog: Program, data: Any, given: Sequence[str] | None) -> tuple[str, ...]:
@@ -177,9 +258,10 @@ def _input_fields(prog: Program, data: Any, given: Sequence[str] | None) -> tupl
     )
 
 
-def examples(data: Any, inputs: Sequence[str], columns: Mapping[str, str] | None,
-             prog: Program, *, what: str) -> list[dict[str, Any]]:
-    """Plain example dicts (field -> value), checked: inputs present, some label present."""
+def examples(data: Any, inputs: Sequence[str], columns: Mapping[str, str] | None, *,
+             what: str) -> list[dict[str, Any]]:
+    """Plain example dicts (field -> value), checked: the inputs are present (the other
+    fields are labels, whatever their names)."""
     rename = {col: name for name, col in (columns or {}).items()}
     if hasattr(data, "columns") and hasattr(data, "to_dict"):
         records = data.rename(columns=rename).to_dict("records")
@@ -200,14 +282,14 @@ def examples(data: Any, inputs: Sequence[str], columns: Mapping[str, str] | None
                 f"inputs are {', '.join(inputs)}); its fields: {', '.join(map(str, record))}. "
                 "Rename the column or pass columns={'field': 'column'}."
             )
-    outputs = list(prog.output_names)
-    if outputs and not any(name in records[0] for name in outputs):
-        raise ConfigurationError(
-            f"The {what} has no label column for the program's outputs "
-            f"({', '.join(outputs)}); its fields: {', '.join(map(str, records[0]))}. Add the "
-            "expected answers, or map them with columns={'answer': 'gold_column'}."
-        )
-    return records
+    return [{k: _plain(v) for k, v in r.items()} for r in records]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays (from a DataFrame) as Python values, as DSPy users build them."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    return value
 
 
 def _record(item: Any, rename: Mapping[str, str], what: str, i: int) -> dict[str, Any]:
@@ -238,6 +320,8 @@ def _compiled(prog: Program, outcome: dict[str, Any], name: str, task: CompileTa
     from dspex_lab import __version__
 
     metadata["dspex_lab_version"] = __version__
+    if outcome.get("module") is not None:  # the compiled module itself (KNNFewShot)
+        prog = Program("module", prog.signature, (), outcome["module"], {})
     return CompiledProgram(prog, outcome["state"], optimizer=name, score=outcome.get("score"),
                            metadata=metadata)
 
@@ -306,42 +390,66 @@ def compile_task(task: CompileTask) -> dict[str, Any]:
     val = ([dspy.Example(**r).with_inputs(*task.input_fields) for r in task.valset]
            if task.valset is not None else None)
     with dspy.context(lm=lm), _captured() as log:
-        optimizer, compile_kwargs = _make_optimizer(task)
-        if val is not None and "valset" in inspect.signature(optimizer.compile).parameters:
+        optimizer, compile_kwargs = _make_optimizer(task, train)
+        params = inspect.signature(optimizer.compile).parameters
+        if val is not None and "valset" in params:
             compile_kwargs["valset"] = val
-        compiled = optimizer.compile(student, trainset=train, **compile_kwargs)
+        if "trainset" in params:
+            compile_kwargs["trainset"] = train
+        compiled = optimizer.compile(student, **compile_kwargs)
         score, source = _known_score(compiled)
         if score is None and val is not None and task.metric is not None:
             score, source = _validation_score(compiled, val, task.metric), "valset"
-    return {"state": compiled.dump_state(), "score": score, "score_source": source,
-            "metric_calls": task.metric.calls if task.metric else 0,
-            "dspy_version": dspy.__version__, "log": _tail(log.getvalue())}
+    knn = "forward" in vars(compiled)  # KNNFewShot: picks demos per call, no state carries it
+    if knn:
+        for _, predictor in compiled.named_predictors():  # so that its cache key is its own
+            predictor.train = list(task.trainset)
+    outcome = {"state": compiled.dump_state(), "score": score, "score_source": source,
+               "metric_calls": task.metric.calls if task.metric else 0,
+               "dspy_version": dspy.__version__, "log": _tail(log.getvalue())}
+    if knn:
+        outcome["module"] = compiled
+    return outcome
 
 
-def _make_optimizer(task: CompileTask) -> tuple[Any, dict[str, Any]]:
-    """The optimizer instance, and the keyword arguments meant for its ``compile``."""
+def _make_optimizer(task: CompileTask, train: list[Any]) -> tuple[Any, dict[str, Any]]:
+    """The optimizer instance, and the keyword arguments meant for its ``compile``: each
+    option goes where the optimizer's own signature takes it."""
     if not isinstance(task.optimizer, str):
         return task.optimizer, {}
     import dspy
 
+    from dspex_lab.runtime import build_lm
+
     cls = getattr(dspy, task.optimizer)
     init = inspect.signature(cls.__init__).parameters
     comp = inspect.signature(cls.compile).parameters
+    inner = _PASSES_ON.get(task.optimizer)
+    more = inspect.signature(getattr(dspy, inner).__init__).parameters if inner else {}
     init_kw: dict[str, Any] = {}
     compile_kw: dict[str, Any] = {}
     for key, value in task.optimizer_kwargs.items():
-        if key in init and key != "self":
+        if key in LM_OPTIONS and value is not None:
+            value = build_lm(value)
+        if key in init and key not in ("self", "trainset"):
             init_kw[key] = value
         elif key in comp and key not in ("self", "student", "trainset"):
             compile_kw[key] = value
+        elif key in more and key not in ("self", "metric"):
+            init_kw[key] = value  # passed on (KNNFewShot -> BootstrapFewShot)
         else:
-            known = sorted({*init, *comp} - {"self", "student", "trainset", "metric", "_kwargs",
-                                              "kwargs"})
+            known = sorted({*init, *comp, *more} - {"self", "student", "trainset", "metric",
+                                                    "_kwargs", "kwargs",
+                                                    "few_shot_bootstrap_args"})
             raise ConfigurationError(
                 f"{task.optimizer} has no option {key!r}; its options: {', '.join(known)}."
             )
-    if "metric" in init:
+    if ("metric" in init or "metric" in more) and task.metric is not None:
         init_kw["metric"] = task.metric
+    if "trainset" in init:
+        init_kw["trainset"] = train
+    if "vectorizer" in init_kw and not isinstance(init_kw["vectorizer"], dspy.Embedder):
+        init_kw["vectorizer"] = dspy.Embedder(init_kw["vectorizer"])
     return cls(**init_kw), compile_kw
 
 

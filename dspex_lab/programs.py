@@ -4,6 +4,12 @@ A program is either a module kind plus a signature (``predict``, ``cot``, ``reac
 or an arbitrary ``dspy.Module``. It travels to workers as a small value and is built there
 once per process (see ``dspex_lab.runtime``).
 
+A ``dspy.Signature`` class is kept as it is (``dspy_signature``) and the module is built from
+that very class, so the prompt is exactly DSPy's. A module's inputs are its declared
+signature's when its ``forward`` is DSPy's own (``Predict``, ``ChainOfThought``, ``ReAct``...);
+otherwise they are the parameters of its ``forward`` (a ``forward(**kwargs)`` takes every
+column). What a module returns becomes the row's outputs: see ``runtime.outputs_of``.
+
     >>> prog = as_program("question -> answer", module="cot")
     >>> prog.kind, str(prog.signature)
     ('cot', 'question: str -> answer: str')
@@ -11,14 +17,14 @@ once per process (see ``dspex_lab.runtime``).
 
 from __future__ import annotations
 
-import hashlib
-import json
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from dspex_lab.errors import ConfigurationError
+from dspex_lab.identity import fingerprint
 from dspex_lab.signatures import Signature, signature
 
 MODULE_KINDS: dict[str, str] = {
@@ -40,30 +46,46 @@ class Program:
     tools: tuple[Callable[..., Any], ...] = ()
     module: Any = None
     options: dict[str, Any] = field(default_factory=dict)
+    dspy_signature: Any = None  # the user's own dspy.Signature class, built as it is
 
     @property
     def input_names(self) -> tuple[str, ...]:
-        return self.signature.input_names if self.signature else ()
+        """The input fields; for a module without a signature, its ``forward`` parameters
+        (empty when it takes ``**kwargs``: every column)."""
+        if self.signature is not None:
+            return self.signature.input_names
+        if self.dspy_signature is not None:
+            return tuple(self.dspy_signature.input_fields)
+        if self.module is not None:
+            return forward_inputs(self.module) or ()
+        return ()
+
+    @property
+    def optional_inputs(self) -> tuple[str, ...]:
+        """``forward`` parameters with a default (a run passes them when a column has the
+        name); empty for signatures."""
+        if self.signature is not None or self.dspy_signature is not None or self.module is None:
+            return ()
+        return forward_inputs(self.module, optional=True) or ()
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return self.signature.output_names if self.signature else ()
+        if self.signature is not None:
+            return self.signature.output_names
+        if self.dspy_signature is not None:
+            return tuple(self.dspy_signature.output_fields)
+        return ()
 
     @cached_property
     def key(self) -> str:
-        """A stable hash of everything that changes the program's answers (for caching)."""
+        """A stable hash of everything that decides the program's answers (the result cache
+        and the workers' built-module cache use it; see ``dspex_lab.identity``): a module's
+        code, attributes, sub-modules, tools, signatures (with field types) and demos; or the
+        kind, signature (and ``dspy_signature`` class), tools' code and options."""
         if self.kind == "module":
-            try:
-                state = json.dumps(self.module.dump_state(), sort_keys=True, default=str)
-            except Exception:  # an exotic module: fall back to its identity
-                state = repr(id(self.module))
-            body = f"module:{type(self.module).__qualname__}:{state}"
-        else:
-            tools = ",".join(getattr(t, "__name__", repr(t)) for t in self.tools)
-            opts = json.dumps(self.options, sort_keys=True, default=str)
-            instr = self.signature.instructions or ""
-            body = f"{self.kind}:{self.signature}:{instr}:{tools}:{opts}"
-        return hashlib.sha256(body.encode()).hexdigest()[:24]
+            return fingerprint(("module", self.module))[:24]
+        return fingerprint((self.kind, self.signature, self.dspy_signature, self.tools,
+                            self.options))[:24]
 
     def build(self) -> Any:
         """Build the ``dspy.Module`` (call this where DSPy runs: a worker or the kernel)."""
@@ -72,7 +94,7 @@ class Program:
         if self.kind == "module":
             return self.module
         cls = getattr(dspy, MODULE_KINDS[self.kind])
-        sig = self.signature.to_dspy()
+        sig = self.dspy_signature if self.dspy_signature is not None else self.signature.to_dspy()
         if self.kind == "react":
             return cls(sig, tools=list(self.tools), **self.options)
         return cls(sig, **self.options)
@@ -80,12 +102,24 @@ class Program:
     def __repr__(self) -> str:
         if self.kind == "module":
             return f"Program(module={type(self.module).__name__})"
+        if self.dspy_signature is not None:
+            return f"Program({self.kind}, {self.dspy_signature.__name__})"
         return f"Program({self.kind}, {str(self.signature)!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (to a worker): notebook-defined types travel resolved (``portable``)."""
+        from dspex_lab.portable import make_portable
+
+        make_portable(self.dspy_signature, self.module)
+        return dict(self.__dict__)
 
 
 def as_program(obj: Any, *, module: str = "predict", tools: Sequence[Callable[..., Any]] = (),
                instructions: str | None = None, **options: Any) -> Program:
-    """Turn a signature string, ``Signature``, ``dspy.Module`` or ``Program`` into a Program.
+    """Turn a signature string, ``Signature``, ``dspy.Signature`` class, ``dspy.Module`` or
+    ``Program`` into a Program. ``options`` are the DSPy module's own keyword arguments
+    (``dspy.Predict``'s config such as ``n=3``, ``ChainOfThought``'s ``rationale_field``,
+    ``ReAct``'s ``max_iters``); ``tools`` are ``ReAct``'s.
 
     >>> as_program("question -> answer").kind
     'predict'
@@ -97,18 +131,29 @@ def as_program(obj: Any, *, module: str = "predict", tools: Sequence[Callable[..
     if module not in MODULE_KINDS or module == "module":
         kinds = ", ".join(k for k in MODULE_KINDS if k != "module")
         raise ConfigurationError(f"Unknown module {module!r}; use one of: {kinds}.")
+    if tools and module != "react":
+        raise ConfigurationError(
+            f"tools= are for module='react' (a dspy.ReAct); module={module!r} takes none. "
+            "Pass module='react', or drop tools=.")
     if isinstance(obj, str):
         return Program(module, signature(obj, instructions), tuple(tools), None, options)
     if isinstance(obj, Signature):
         sig = obj.with_instructions(instructions) if instructions else obj
         return Program(module, sig, tuple(tools), None, options)
     if _is_dspy_module(obj):
+        if tools or options or instructions:
+            raise ConfigurationError(
+                f"A {type(obj).__name__} module runs as it is: tools=, instructions= and "
+                "module options apply to signatures. Set them on the module itself, or "
+                "pass a signature.")
         return Program("module", _module_signature(obj), (), obj, {})
     if isinstance(obj, type) and _is_dspy_signature_class(obj):
-        return Program(module, Signature.from_dspy(obj), tuple(tools), None, options)
+        cls = obj.with_instructions(instructions) if instructions else obj
+        return Program(module, _described(cls), tuple(tools), None, options, dspy_signature=cls)
     raise TypeError(
         f"Cannot run a {type(obj).__name__}: pass a signature string such as "
-        "'question -> answer', a dspex_lab Signature, a dspy.Module or a Pipeline."
+        "'question -> answer', a dspex_lab Signature, a dspy.Signature class, a dspy.Module "
+        "or a Pipeline."
     )
 
 
@@ -121,14 +166,57 @@ def _is_dspy_signature_class(obj: type) -> bool:
     return any(c.__name__ == "Signature" and c.__module__.startswith("dspy") for c in obj.__mro__)
 
 
+def _from_dspy(cls: Any) -> Signature | None:
+    try:
+        return Signature.from_dspy(cls)
+    except Exception:  # a type the DSL has no text form for
+        return None
+
+
+def _described(cls: Any) -> Signature:
+    """The dspex_lab ``Signature`` of a ``dspy.Signature`` class (for validation, names and
+    caching); fields whose types the DSL cannot write are ``Any`` (DSPy still gets the
+    class itself)."""
+    sig = _from_dspy(cls)
+    if sig is not None:
+        return sig
+    inputs = ", ".join(f"{name}: Any" for name in cls.input_fields)
+    outputs = ", ".join(f"{name}: Any" for name in cls.output_fields)
+    return signature(f"{inputs} -> {outputs}", cls.instructions or None)
+
+
+def _dspy_forward(mod: Any) -> bool:
+    """True when the module's ``forward`` is DSPy's own (a Predict, ChainOfThought, ...)."""
+    forward = getattr(type(mod), "forward", None)
+    return forward is None or (getattr(forward, "__module__", "") or "").startswith("dspy.")
+
+
+def forward_inputs(mod: Any, *, optional: bool = False) -> tuple[str, ...] | None:
+    """The named parameters of ``mod.forward`` without a default (``optional``: those with
+    one), ``self`` left out; None when it takes ``**kwargs`` or cannot be inspected (then a
+    run passes every column)."""
+    forward = getattr(type(mod), "forward", None)  # not the instance: DSPy warns
+    if forward is None:
+        return None
+    try:
+        params = list(inspect.signature(forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                 and (p.default is not p.empty) == optional)
+
+
 def _module_signature(mod: Any) -> Signature | None:
-    """The signature of a single-predictor module (Predict, ChainOfThought, ...), if any."""
+    """The signature of a module whose ``forward`` is DSPy's own (Predict, ChainOfThought,
+    ReAct...), if it has one. A module with its own ``forward`` has none: its inputs are
+    that ``forward``'s parameters, whatever its sub-predictors are called."""
+    if not _dspy_forward(mod):
+        return None
     sig = getattr(mod, "signature", None)
     if sig is None and hasattr(mod, "predict"):
         sig = getattr(mod.predict, "signature", None)
-    if sig is None:
+    if sig is None or not isinstance(sig, type):
         return None
-    try:
-        return Signature.from_dspy(sig)
-    except Exception:
-        return None
+    return _described(sig)

@@ -1,6 +1,12 @@
 """Running a Program where DSPy lives (a worker process, or the kernel when asked).
 
-Built modules and LMs are cached per process, so a warm worker pays for them once.
+Built modules and LMs are cached per process, so a warm worker pays for them once. The
+kernel's dspy settings (adapter, ...) come along with each call (``kernel_settings``).
+
+What a program returns is what the row gets (``outputs_of``): a ``dspy.Prediction`` (or a
+``dspy.Example``) gives its fields; a dict with string keys gives its items, one output per
+key (as a Prediction would); any other value -- a ``str``, a list, a number, a tuple, a
+pydantic model, None -- is one output named ``output`` holding the value as it was returned.
 
     >>> out = run_program(as_program("question -> answer"), {"question": "2 + 2?"}, lm_spec())
     >>> out["outputs"]["answer"], out["prompt_tokens"], out["latency_ms"]
@@ -13,14 +19,19 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from dspex_lab.kernel_settings import ADAPTERS, KernelSettings, make_adapter
 from dspex_lab.programs import Program
+
+__all__ = ["ADAPTERS", "OUTPUT", "build_lm", "build_module", "make_adapter", "outputs_of",
+           "run_program"]
 
 _MODULES: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _LMS: dict[Any, Any] = {}
 _LOCK = threading.Lock()
 _MAX_MODULES = 256
 
-ADAPTERS = {"chat": "ChatAdapter", "json": "JSONAdapter", "xml": "XMLAdapter"}
+OUTPUT = "output"
+"""The output name of a program that returns a plain value instead of a Prediction."""
 
 
 def build_lm(spec: Any, **overrides: Any) -> Any:
@@ -53,29 +64,18 @@ def build_module(program: Program) -> Any:
     return module
 
 
-def make_adapter(name: str | None) -> Any:
-    """A dspy adapter from a short name (``chat``, ``json``, ``xml``); None keeps DSPy's."""
-    if name is None:
-        return None
-    import dspy
-
-    try:
-        return getattr(dspy, ADAPTERS[name])()
-    except KeyError:
-        raise ValueError(
-            f"Unknown adapter {name!r}; use one of: {', '.join(ADAPTERS)}."
-        ) from None
-
-
 def run_program(program: Program, inputs: dict[str, Any], lm: Any, *,
-                adapter: str | None = None, temperature: float | None = None,
-                lm_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                adapter: Any = None, temperature: float | None = None,
+                lm_overrides: dict[str, Any] | None = None,
+                settings: KernelSettings | None = None) -> dict[str, Any]:
     """Run ``program`` on one row of ``inputs`` with the LM of ``lm`` (an ``LMSpec``).
 
-    Returns a plain dict: ``outputs`` (field -> value), ``prompt_tokens``,
-    ``completion_tokens``, ``cost``, ``latency_ms``, ``model``. Exceptions propagate.
-    ``lm_overrides`` are ``dspy.LM`` settings for this call (batch runs pass
-    ``num_retries=0, cache=False``: they retry themselves).
+    Returns a plain dict: ``outputs`` (field -> value, see ``outputs_of``),
+    ``prompt_tokens``, ``completion_tokens``, ``cost``, ``latency_ms``, ``model`` and
+    ``lm_usage`` (DSPy's per-model usage). Exceptions propagate. ``adapter`` is a short name
+    or an adapter instance; ``settings`` the kernel's carried dspy settings (their adapter
+    unless ``adapter`` is given). ``lm_overrides`` are ``dspy.LM`` settings for this call
+    (batch runs pass ``num_retries=0, cache=False``: they retry themselves).
     """
     import dspy
 
@@ -86,24 +86,42 @@ def run_program(program: Program, inputs: dict[str, Any], lm: Any, *,
     if temperature is not None:
         overrides["temperature"] = temperature
     dspy_lm = build_lm(lm, **overrides)
-    settings: dict[str, Any] = {"lm": dspy_lm}
+    carried = settings or KernelSettings()
+    extra: dict[str, Any] = {"lm": dspy_lm}
     if adapter is not None:
-        settings["adapter"] = make_adapter(adapter)
+        extra["adapter"] = make_adapter(adapter)
     start = time.perf_counter()
-    with dspy.context(**settings), dspy.track_usage() as tracker:
+    with carried.context(**extra), dspy.track_usage() as tracker:
         prediction = module(**inputs)
     latency_ms = (time.perf_counter() - start) * 1e3
-    prompt_tokens, completion_tokens, cost = usage_totals(tracker.get_total_tokens())
+    lm_usage = tracker.get_total_tokens()
+    prompt_tokens, completion_tokens, cost = usage_totals(lm_usage)
     return {
-        "outputs": _prediction_outputs(prediction, program),
+        "outputs": outputs_of(prediction),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "cost": cost,
         "latency_ms": latency_ms,
         "model": dspy_lm.model,
+        "lm_usage": lm_usage,
     }
 
 
-def _prediction_outputs(prediction: Any, program: Program) -> dict[str, Any]:
-    """Every field of the prediction (outputs, plus ``reasoning``/``trajectory`` if any)."""
-    return dict(prediction.items()) if hasattr(prediction, "items") else dict(prediction)
+def outputs_of(value: Any) -> dict[str, Any]:
+    """The outputs of what a program returned (see the module docstring).
+
+    >>> outputs_of(dspy.Prediction(answer="4")), outputs_of("4"), outputs_of({"a": 1})
+    ({'answer': '4'}, {'output': '4'}, {'a': 1})
+    """
+    items = getattr(value, "items", None)
+    if _is_example(value) and callable(items):
+        return dict(items())
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    return {OUTPUT: value}
+
+
+def _is_example(value: Any) -> bool:
+    """A ``dspy.Prediction`` or ``dspy.Example`` (without importing dspy)."""
+    return any(c.__name__ == "Example" and c.__module__.startswith("dspy")
+               for c in type(value).__mro__)

@@ -63,7 +63,8 @@ def test_rows_come_back_in_order_with_outputs_usage_and_arrow_dtypes(server, spe
     assert out.index.equals(df.index) and out["id"].tolist() == list(range(30))
     assert out["answer"].tolist() == [str(i + 1) for i in range(30)]
     assert list(out.columns) == ["question", "id", "answer", "error", "latency_ms",
-                                 "prompt_tokens", "completion_tokens", "cost", "cached"]
+                                 "prompt_tokens", "completion_tokens", "cost", "cached",
+                                 "status", "error_type", "attempts"]
     assert str(out["prompt_tokens"].dtype) == "int64[pyarrow]"
     assert str(out["cached"].dtype) == "bool[pyarrow]"
     usage, stats = out.attrs["usage"], server.stats()

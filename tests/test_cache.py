@@ -51,3 +51,42 @@ def test_digest_is_the_key_in_bytes():
 
     assert cache_digest("p", {"q": "hi"}, "lm", t=1).hex() == cache_key("p", {"q": "hi"}, "lm",
                                                                        t=1)
+
+
+def test_values_keep_their_types_on_disk_and_come_back_as_fresh_copies(tmp_path):
+    import enum
+    import threading
+
+    import dspy
+    import pydantic
+
+    class Item(pydantic.BaseModel):
+        name: str
+
+    class Color(enum.Enum):
+        RED = "red"
+
+    value = {"outputs": {"items": [Item(name="a")], "color": Color.RED, "t": (1, "x"),
+                         "history": dspy.History(messages=[{"q": "hi"}]), "d": {"k": [1]}}}
+    path = tmp_path / "results.sqlite"
+    memory = ResultCache(path)
+    memory.put("k", value)
+    for cache in (memory, ResultCache(path)):  # the memory layer, then the file
+        got = cache.get("k")
+        assert got == value and got is not value
+        assert type(got["outputs"]["items"][0]) is Item and got["outputs"]["color"] is Color.RED
+        assert type(got["outputs"]["t"]) is tuple
+    memory.get("k")["outputs"]["items"].append("changed")
+    assert memory.get("k") == value  # changing what a hit returned changes nothing cached
+    memory.put("lock", threading.Lock())  # cannot be pickled: not cached, no error
+    assert memory.get("lock") is None and ResultCache(path).get("lock") is None
+
+
+def test_entries_written_as_json_by_older_versions_are_still_read(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "results.sqlite"
+    ResultCache(path).put("new", 1)
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO results VALUES (?, ?)", ("old", '{"answer": "Paris"}'))
+    assert ResultCache(path).get_many(["old", "new"]) == {"old": {"answer": "Paris"}, "new": 1}

@@ -61,9 +61,25 @@ def test_run_summary():
                             "completion_tokens": 234, "total_tokens": 1234, "cost": 0.0123,
                             "wall_s": 1.5, "rows_per_s": 6.67}
     summary = RunSummary(frame)
-    assert repr(summary) == ("dspex run: 10 rows · 2 errors · 3 cached · 1,234 tokens · "
-                             "$0.0123 · 1.50 s · 6.7 rows/s")
+    assert repr(summary) == ("dspex run: finished with errors · 10 rows · 2 failed · 3 cached · "
+                             "1,234 tokens · $0.0123 · 1.50 s · 6.7 rows/s")
     assert "<code>error</code>" in summary._repr_html_()
+    frame.attrs["usage"] = {"rows": 10, "errors": 0, "cached": 0, "wall_s": 1.0}
+    assert repr(RunSummary(frame)) == "dspex run: 10 rows · 0 failed · 0 cached · 1.00 s"
+
+
+def test_run_summary_of_an_interrupted_run_says_what_is_left():
+    frame = pd.DataFrame({"answer": ["a"]})
+    frame.attrs["usage"] = {"rows": 5000, "errors": 3, "invalid": 1, "not_run": 3558,
+                            "cached": 0, "status": "interrupted", "wall_s": 2.0}
+    text = repr(RunSummary(frame))
+    assert text == ("dspex run: interrupted · 1,442 finished · 3 failed (1 invalid) · "
+                    "3,558 not run · 0 cached · 2.00 s — rerun to finish the 3,558 rows left")
+    html = RunSummary(frame)._repr_html_()
+    assert "interrupted · 1,442 finished" in html and "rerun to finish the 3,558 rows" in html
+    frame.attrs["usage"] = {"rows": 600, "errors": 0, "not_run": 492, "status": "cancelled"}
+    assert repr(RunSummary(frame)).startswith("dspex run: cancelled · 108 finished · 0 failed · "
+                                              "492 not run")
 
 
 def test_pool_status_view():
@@ -118,3 +134,13 @@ def test_note_and_facts():
     facts = Facts("LM", [("model", "m"), ("settings", {"temperature": 0})])
     assert repr(facts) == "LM\n  model: m\n  settings: {'temperature': 0}"
     assert facts.as_dict()["model"] == "m"
+
+
+def test_history_of_an_interrupted_run_counts_rows_by_status():
+    frame = pd.DataFrame({"answer": ["a"] * 5})
+    frame.attrs["usage"] = {"rows": 5, "errors": 1, "not_run": 3, "cached": 0,
+                            "status": "interrupted"}
+    rec = history.CallRecord("run", as_program("question -> answer"),
+                             usage=dict(frame.attrs["usage"]))
+    text = repr(HistoryView([rec]))
+    assert "run · interrupted · 2 finished · 1 failed · 3 not run · 0 cached" in text

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from dspex_lab.errors import RemoteError
+from dspex_lab.errors import DataError, RemoteError
 from dspex_lab.exchange import (
     exceptions,
     ipc_to_table,
@@ -84,34 +84,58 @@ def test_rows_with_missing_keys_become_nulls_and_columns_select():
     assert to_arrow(pd.DataFrame({"a": [1], "b": [2]}), columns=["b"]).column_names == ["b"]
 
 
-def test_nested_values_become_list_and_struct_columns():
-    table = to_arrow(pd.DataFrame({"tags": [["a", "b"], None, []],
-                                   "meta": [{"k": 1, "v": "x"}, None, {"k": 2, "v": "y"}]}))
+def test_lists_of_one_type_stay_arrow_lists_and_dicts_are_pickled_not_structs():
+    meta = [{"k": 1, "v": "x"}, None, {"other": 2}]
+    table = to_arrow(pd.DataFrame({"tags": [["a", "b"], None, []], "meta": meta}))
     assert table.schema.field("tags").type == pa.list_(pa.string())
-    assert table.schema.field("meta").type == pa.struct({"k": pa.int64(), "v": pa.string()})
+    assert table.schema.field("meta").type.extension_name == "dspex.pickle"
+    assert table.column("meta").to_pylist() == meta  # no struct: no keys added
+    back = to_pandas(table)
+    assert back["meta"].dtype == object and back["meta"].tolist() == meta
 
 
-def test_mixed_object_column_is_an_error_naming_the_column():
-    with pytest.raises(TypeError, match=r"Column 'mixed' mixes value types.*astype\(str\)"):
-        to_arrow(pd.DataFrame({"fine": [1, 2], "mixed": [1, "a"]}))
-    with pytest.raises(TypeError, match="Column 'n' mixes value types"):
-        to_arrow([{"n": 1}, {"n": "two"}])
+def test_object_columns_arrow_cannot_hold_exactly_are_pickled_values():
+    import enum
+
+    class Color(enum.StrEnum):  # a str subclass: Arrow would make it a plain str
+        RED = "red"
+
+    df = pd.DataFrame({"fine": [1, 2], "mixed": [1, "a"],
+                       "enum": pd.Series([Color.RED, None], dtype=object),
+                       "ints": [[1, 2], [1.5]], "s": ["x", None]})
+    table = to_arrow(df)
+    pickled = [f.name for f in table.schema if isinstance(f.type, pa.ExtensionType)]
+    assert pickled == ["mixed", "enum", "ints"]
+    assert pa.types.is_large_string(table.column("s").type)  # pandas 3: str dtype
+    rows = table.to_pylist()
+    assert [type(r["mixed"]) for r in rows] == [int, str]
+    assert rows[0]["enum"] is Color.RED and rows[1]["enum"] is None
+    assert [type(v) for v in rows[0]["ints"]] == [int, int]
+    for arrow_dtypes in (True, False):
+        back = to_pandas(ipc_to_table(table_to_ipc(table)), arrow_dtypes=arrow_dtypes)
+        assert back["mixed"].tolist() == [1, "a"] and back["enum"][0] is Color.RED
+        assert back["ints"].tolist() == [[1, 2], [1.5]] and back["mixed"].dtype == object
+    pd.testing.assert_frame_equal(to_pandas(table, arrow_dtypes=False), df)
+    assert [type(v) for v in to_arrow([{"n": 1}, {"n": "two"}]).column("n").to_pylist()] == \
+        [int, str]
 
 
-@pytest.mark.parametrize("data, error, match", [
-    (42, TypeError, "Cannot turn a int into an Arrow table"),
-    ("text", TypeError, "Cannot turn a str"),
-    ({"a": [1, 2], "b": [1]}, ValueError, "same length; got a=2, b=1"),
-    ({1: [1]}, TypeError, "Column names must be strings"),
-    (pd.DataFrame({"a": [1]}), ValueError, r"Column\(s\) \['zz'\] not found"),
+@pytest.mark.parametrize("data, match", [
+    (42, "Cannot turn a int into an Arrow table"),
+    ("text", "Cannot turn a str"),
+    (None, "Cannot turn a NoneType"),
+    ({"a": [1, 2], "b": [1]}, "same length; got a=2, b=1"),
+    ({1: [1]}, "Column names must be strings"),
+    (pd.DataFrame({"a": [1]}), r"Column\(s\) \['zz'\] not found"),
 ])
-def test_to_arrow_errors_are_sentences(data, error, match):
-    with pytest.raises(error, match=match):
+def test_to_arrow_errors_are_sentences(data, match):
+    with pytest.raises(DataError, match=match) as info:
         to_arrow(data, columns=["zz"] if isinstance(data, pd.DataFrame) else None)
+    assert isinstance(info.value, TypeError | ValueError)  # what they were before
 
 
 def test_duplicate_column_names_are_a_clear_error():
-    with pytest.raises(ValueError, match="cannot become an Arrow table"):
+    with pytest.raises(DataError, match="'a' appear more than once"):
         to_arrow(pd.DataFrame([[1, 2]], columns=["a", "a"]))
 
 
@@ -243,6 +267,22 @@ def test_tables_become_arrow_payloads_and_unpicklables_a_type_error():
         objects.encode(threading.Lock())
 
 
+def test_frames_with_objects_travel_as_arrow_and_other_labels_exactly_by_pickle():
+    def round_trip(obj):
+        payload, extra = objects.encode(obj)
+        target = bytearray(payload.size)
+        payload.write(memoryview(target))
+        return payload.kind, objects.decode(payload.kind, memoryview(target), payload.meta,
+                                            extra)
+
+    objs = pd.DataFrame({"d": [{"a": 1}, {"b": [2]}], "mixed": [1, "x"]})
+    kind, back = round_trip(objs)
+    assert kind == "arrow" and back.equals(objs) and back["d"].tolist() == objs["d"].tolist()
+    labels = pd.DataFrame({0: ["a"], "b": [1]})
+    kind, back = round_trip(labels)
+    assert kind == "pickle" and back.columns.tolist() == [0, "b"]
+
+
 # ----------------------------------------------------------------------------- exceptions
 
 def test_exception_of_an_unknown_class_gets_a_stand_in():
@@ -252,3 +292,50 @@ def test_exception_of_an_unknown_class_gets_a_stand_in():
     assert isinstance(err, RemoteError) and err.remote_type == "not_imported_here.Boom"
     assert type(err.__cause__).__name__ == "Boom" and str(err.__cause__) == "it broke"
     assert "Boom: it broke" in str(err.__cause__.__cause__)
+
+
+# ----------------------------------------------------------------------------- values
+
+@pytest.mark.parametrize("values, arrow_type", [
+    (["a", None], pa.string()),
+    ([1, None, 2**63 - 1], pa.int64()),
+    ([0.5, float("nan")], pa.float64()),
+    ([True, None], pa.bool_()),
+    ([["a"], [], None, ["b", None]], pa.list_(pa.string())),
+    ([None, None], pa.null()),
+])
+def test_values_arrow_holds_exactly_stay_typed_arrow(values, arrow_type):
+    from dspex_lab.exchange.values import to_arrow_values
+
+    array = to_arrow_values(values)
+    assert array.type == arrow_type
+    back = array.to_pylist()
+    assert [type(v) for v in back] == [type(v) for v in values]
+    assert str(back) == str(values)  # NaN included
+
+
+@pytest.mark.parametrize("values", [
+    [1, 2.5], [True, 1], [2**64], [{"a": 1}, {"b": 2}], [(1, 2)], [[1, "a"]], [[[1]]],
+    [[1], [1.5]], [np.int64(3)], [pd.Timestamp("2024-01-01")],
+])
+def test_values_arrow_would_change_are_pickled_and_come_back_as_they_were(values):
+    from dspex_lab.exchange.values import is_pickled, to_arrow_values
+
+    array = to_arrow_values(values)
+    assert is_pickled(array.type)
+    back = ipc_to_table(table_to_ipc(pa.table({"v": array}))).column("v").to_pylist()
+    assert back == values and [type(v) for v in back] == [type(v) for v in values]
+
+
+def test_unify_pickles_a_column_typed_differently_in_two_tables_and_keeps_the_rest():
+    from dspex_lab.exchange.values import is_pickled, to_arrow_values, unify
+
+    a = pa.table({"x": to_arrow_values(["s"]), "n": [1], "tags": to_arrow_values([[]])})
+    b = pa.table({"x": to_arrow_values([2]), "n": [2], "tags": to_arrow_values([["t"]])})
+    c = pa.table({"x": pa.nulls(1), "n": [3]})
+    unified = unify([a, b, c])
+    assert all(is_pickled(t.schema.field("x").type) for t in unified)
+    assert [t.schema.field("n").type for t in unified] == [pa.int64()] * 3  # left alone
+    table = pa.concat_tables(unified, promote_options="permissive")
+    assert table.to_pydict() == {"x": ["s", 2, None], "n": [1, 2, 3], "tags": [[], ["t"], None]}
+    assert table.schema.field("tags").type == pa.list_(pa.string())

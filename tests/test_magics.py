@@ -130,7 +130,7 @@ def test_df_runs_over_a_dataframe_and_stores_out(ip):
     assert frame["error"].isna().all()
     assert ip.user_ns["answers"] is frame and ip.user_ns["_dspex"] is frame
     summary = [o for o in cap.outputs if "dspex run" in o.data.get("text/plain", "")]
-    assert summary and "2 rows · 0 errors" in summary[0].data["text/plain"]
+    assert summary and "2 rows · 0 failed · 0 cached" in summary[0].data["text/plain"]
     assert history.recent(1)[0].kind == "run"
 
 
@@ -348,7 +348,7 @@ def _has_printer(formatter) -> bool:
 
 def test_load_twice_unload_and_reload(ip):
     loaded = _counts(ip)
-    assert loaded["line"] == 5 and loaded["cell"] == 1 and loaded["config"] == 1
+    assert loaded["line"] == 6 and loaded["cell"] == 1 and loaded["config"] == 1
     assert loaded["transform"] == 1 and loaded["formatter"] == 1
     ip.run_line_magic("reload_ext", "dspex_lab")
     dspex_lab.load_ipython_extension(ip)
@@ -362,3 +362,43 @@ def test_load_twice_unload_and_reload(ip):
     ip.run_line_magic("load_ext", "dspex_lab")
     assert _counts(ip) == loaded
     assert get_config().module == "cot"          # settings survive a reload
+
+
+def test_cache_magic_shows_location_entries_hit_rate_and_clears(ip, tmp_path):
+    from dspex_lab.cache import ResultCache, get_cache, set_cache
+
+    before = get_cache()
+    set_cache(ResultCache(tmp_path / "results.sqlite"))
+    try:
+        result, _ = run(ip, "%dspex_cache")
+        assert result.result.as_dict()["hit rate"] == "no lookups yet in this kernel"
+        run(ip, "%%dspex question -> answer\nWhat is 9 + 1?")  # a miss, then stored
+        run(ip, "%%dspex question -> answer\nWhat is 9 + 1?")  # a hit
+        result, _ = run(ip, "%dspex_cache")
+        facts = result.result.as_dict()
+        assert facts["location"] == str(tmp_path / "results.sqlite")
+        assert facts["entries"] == 1 and facts["size"].endswith(("bytes", "KB"))
+        assert facts["hit rate"] == "50% (1 hits, 1 misses in this kernel)"
+        assert "DSPEX_CACHE_DIR" in repr(result.result)
+        result, _ = run(ip, "%dspex_cache --clear")
+        facts = result.result.as_dict()
+        assert (facts["entries"], facts["cleared"]) == (0, "1 entries")
+        _, err = run(ip, "%dspex_cache --nope")
+        assert "unrecognized arguments" in err
+    finally:
+        set_cache(before)
+
+
+def test_ctrl_c_in_a_magic_is_one_line_and_still_stops_the_cell():
+    from dspex_lab.errors import Interrupted
+    from dspex_lab.magics.magic import _usage_errors
+
+    @_usage_errors
+    def slow_call():
+        raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted) as info:
+        slow_call()
+    assert info.value._render_traceback_() == [str(info.value)]
+    assert str(info.value).startswith("Interrupted after 0.") and str(info.value).endswith(
+        " s; no answer arrived.")

@@ -112,9 +112,11 @@ def test_live_rows_are_bounded_and_not_run_rows_recognised():
     assert LIVE_ROWS <= len(frame) < LIVE_ROWS + 100
     assert list(frame.columns) == ["question", "answer"] and frame.index[-1] == 2999
     assert frame["answer"].iloc[-1] == "29" and len(job.live_frame(5)) == 5
-    errors = pd.DataFrame({"error": [None, "Interrupted: x", "NotRun: y", "BudgetExceeded: z",
-                                     "LMServerError: 500", "Cancelled: w"]})
-    assert not_run(errors).tolist() == [False, True, True, True, False, True]
+    frame = pd.DataFrame({"status": ["ok", "not_run", "not_run", "cached", "error", "invalid"],
+                          "error": [None, "Interrupted: x", "NotRun: y", None,
+                                    "Interrupted: text is not what counts", "ValidationError"]})
+    assert not_run(frame).tolist() == [False, True, True, False, False, False]
+    assert not not_run(frame[["error"]]).any()  # no status column: nothing is known not run
 
 
 # -- BatchRunner ----------------------------------------------------------------------------------

@@ -68,9 +68,9 @@ def test_errors_by_cause_and_per_second_series_with_gaps():
 
 def test_rows_that_made_no_call_are_only_counted_as_skipped():
     stats = DashboardStats()
-    stats.add(call(1.0, latency=0.0, p=0, c=0, cost=0.0,
+    stats.add(call(1.0, latency=0.0, p=0, c=0, cost=0.0, status="not_run",
                    error="Interrupted: the run was interrupted before this row ran."))
-    stats.add(call(1.0, latency=0.0, p=0, c=0, cost=0.0,
+    stats.add(call(1.0, latency=0.0, p=0, c=0, cost=0.0, status="invalid",
                    error="ValidationError: 1 problem with the inputs: - q: expected int"))
     stats.add(call(2.0, latency=50.0))
     t = stats.totals()
@@ -208,3 +208,21 @@ def test_dashboard_follows_a_batch_run_in_another_thread():
     finally:
         dash.close()
         set_cache(None)
+
+
+def test_rows_of_a_calls_table_are_counted_by_their_status():
+    import pyarrow as pa
+
+    table = pa.table({"row": [0, 1, 2], "latency_ms": [10.0, 0.0, 30.0],
+                      "prompt_tokens": [5, 0, 5], "completion_tokens": [1, 0, 1],
+                      "cost": [0.1, 0.0, 0.1],
+                      "error": [None, "CircuitOpen: the LM kept failing", "the provider said no"],
+                      "cached": [False, False, False],
+                      "status": ["ok", "not_run", "error"],
+                      "error_type": [None, "CircuitOpen", "RateLimitError"]})
+    stats = DashboardStats()
+    assert stats.add(Event(telemetry.CALLS, 5.0, {"route": "pool", "calls": table}))
+    t = stats.totals()
+    assert (t["calls"], t["errors"], t["skipped"], t["tokens"]) == (2, 1, 1, 12)
+    assert (t["not_run"], t["invalid"]) == (1, 0)
+    assert dict(stats.causes) == {"not_run": 1, "rate_limit": 1}

@@ -13,7 +13,7 @@ from dspex_lab.errors import ConfigurationError
 from dspex_lab.lm.config import EMBEDDED_MODEL, LMSpec
 from dspex_lab.testing import running_server
 from dspex_lab.widgets.failure_triage import FailureTriage
-from dspex_lab.widgets.triage import CAUSES, Triage, classify_error, render_prompt
+from dspex_lab.widgets.triage import CAUSES, Triage, classify_error, render_prompt, row_cause
 
 PARSE = " ".join(str(AdapterParseError("ChatAdapter", dspy.Signature("question -> answer"),
                                        "I think it is 4")).split())
@@ -41,9 +41,26 @@ ERRORS = {
 }
 
 
-@pytest.mark.parametrize(("error", "cause"), ERRORS.items())
+STATUS = {"input": "invalid", "not_run": "not_run"}  # cause -> the status the run writes
+CALL_ERRORS = {e: c for e, c in ERRORS.items() if c not in STATUS}
+
+
+@pytest.mark.parametrize(("error", "cause"), CALL_ERRORS.items())
 def test_classify_error(error, cause):
     assert classify_error(error) == cause
+    assert row_cause("error", error) == cause
+
+
+@pytest.mark.parametrize(("error", "cause"), [(e, c) for e, c in ERRORS.items() if c in STATUS])
+def test_rows_without_a_call_are_known_by_their_status_not_their_text(error, cause):
+    assert row_cause(STATUS[cause], error) == cause
+    assert row_cause("error", error) != cause  # the text alone says nothing of how it ran
+
+
+def test_error_type_decides_before_the_text():
+    assert classify_error("the provider said no", "RateLimitError") == "rate_limit"
+    assert classify_error("no reply", "APITimeoutError") == "timeout"
+    assert row_cause("ok") is None and row_cause("cached") is None
 
 
 @pytest.mark.parametrize("ok", [None, float("nan")])
@@ -56,7 +73,9 @@ def synthetic_frame():
     return pd.DataFrame({"question": [f"q{i}" for i in range(len(errors) + 2)],
                          "answer": [None] * len(errors) + ["a", "b"],
                          "error": [*errors, None, None],
-                         "latency_ms": 1.0}, index=range(100, 100 + len(errors) + 2))
+                         "latency_ms": 1.0,
+                         "status": [STATUS.get(ERRORS[e], "error") for e in errors] + ["ok"] * 2},
+                        index=range(100, 100 + len(errors) + 2))
 
 
 def test_groups_counts_rows_and_inputs():
@@ -157,7 +176,8 @@ def test_widget_groups_shows_details_and_retries(failed_run):
 
 
 def test_widget_with_nothing_to_triage():
-    frame = pd.DataFrame({"question": ["q"], "answer": ["a"], "error": [None]})
+    frame = pd.DataFrame({"question": ["q"], "answer": ["a"], "error": [None],
+                          "status": ["ok"]})
     view = FailureTriage(frame, program="question -> answer")
     assert view.cause.options == () and "no failed rows" in view.detail.value
     view.retry_button.click()

@@ -11,7 +11,8 @@ OpenAI-compatible endpoints).
     >>> task = ChunkTask(as_program("question -> answer"), lm_spec(), ChunkOptions())
     >>> table = run_chunk(task, pa.table({"question": ["hi"]}))
     >>> table.column_names
-    ['answer', 'error', 'latency_ms', 'prompt_tokens', 'completion_tokens', 'cost']
+    ['answer', 'error', 'latency_ms', 'prompt_tokens', 'completion_tokens', 'cost', 'status',
+     'error_type', 'attempts']
 
 Custom programs may take over a row: a module with ``async def __dspex_arun_row__(self,
 inputs, lm) -> dict`` is called with the row's inputs and the ``dspy.LM`` (inside
@@ -41,7 +42,10 @@ from dspex_lab.batch.concurrency import AIMDLimiter, TokenBucket
 from dspex_lab.batch.frame import to_arrow_values
 from dspex_lab.batch.ratelimits import Pacer, hint_from_error
 from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy, classify
+from dspex_lab.batch.status import ERROR, NOT_RUN, OK, part_columns
+from dspex_lab.kernel_settings import KernelSettings
 from dspex_lab.programs import Program
+from dspex_lab.redaction import redact_text
 
 __all__ = ["ChunkOptions", "ChunkTask", "chunk_stats", "run_chunk"]
 
@@ -51,13 +55,20 @@ __all__ = ["ChunkOptions", "ChunkTask", "chunk_stats", "run_chunk"]
 class ChunkOptions:
     """How every row of a run is called (the same for all chunks of the run)."""
 
-    adapter: str | None = None
+    adapter: Any = None  # a short name or an adapter instance; None: the settings' adapter
     temperature: float | None = None
     timeout: float | None = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     transport: str = "dspy"
     replay: _replay.ReplayConfig | None = None
+    settings: KernelSettings | None = None  # the kernel's dspy settings (kernel_settings)
+
+    def effective_adapter(self) -> Any:
+        """The adapter rows run with: ``adapter``, else the kernel's (None: DSPy's)."""
+        if self.adapter is not None:
+            return self.adapter
+        return self.settings.adapter if self.settings is not None else None
 
     def lm_overrides(self) -> dict[str, Any]:
         """``dspy.LM`` settings for batch calls: dspex_lab retries, and the result cache
@@ -93,6 +104,9 @@ class _Row:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+    status: str = OK
+    error_type: str | None = None
+    attempts: int = 0  # LM calls tried, retries included
 
 
 def run_chunk(task: ChunkTask, table: pa.Table) -> pa.Table:
@@ -152,6 +166,7 @@ class _ChunkState:
             admitted = await self.breaker.admit()
             if admitted is None:
                 row.error = f"CircuitOpen: {self.breaker.message()}"
+                row.error_type, row.status = "CircuitOpen", ERROR if row.attempts else NOT_RUN
                 break
             if self.rpm is not None:
                 await self.rpm.take(1)
@@ -162,6 +177,7 @@ class _ChunkState:
                 self.paced += waited  # the pacer's turn comes last: right before sending
                 start = start or time.perf_counter()
                 self.attempts += 1
+                row.attempts += 1
                 try:
                     outputs, p, c, cost, hint = await call(inputs)
                 except Exception as exc:
@@ -188,7 +204,8 @@ class _ChunkState:
             elif admitted == "trial":  # any other answer: the LM is up
                 self.breaker.record(True, trial=True)
             if not failure.retryable or attempt >= self.policy.max_retries:
-                row.error = _describe(error)
+                row.error, row.error_type = _describe(error), type(error).__name__
+                row.status = ERROR
                 break
             self.retries += 1
             await asyncio.sleep(self.policy.backoff(attempt, failure.retry_after))
@@ -214,7 +231,7 @@ class _ChunkState:
 
 
 def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = redact_text(" ".join(str(exc).split()))   # a provider may echo the API key
     return f"{type(exc).__name__}: {text[:500]}"
 
 
@@ -246,14 +263,17 @@ def _runner(task: ChunkTask, state: _ChunkState) -> Any:
     if custom is not None:
         async def via_custom(inputs: dict[str, Any]
                              ) -> tuple[dict[str, Any], int, int, float, Any]:
-            return (*await _call_custom(custom, inputs, lm, checked), None)
+            return (*await _call_custom(custom, inputs, lm, checked, opts), None)
         return via_custom
     if opts.transport != "fast":
         return via_dspy
     from dspex_lab.batch.transport import NotEligible, fast_transport
     from dspex_lab.usage import cost_of
 
-    fast = fast_transport(module, lm, _adapter(opts.adapter), opts.timeout)
+    fast = fast_transport(module, lm, _adapter(opts.effective_adapter()), opts.timeout)
+    if opts.settings is not None and opts.settings.values and not isinstance(fast, str):
+        fast = ("dspy settings are carried from the kernel ("
+                f"{', '.join(k for k, _ in opts.settings.values)})")
     if isinstance(fast, str):
         state.fast_reason = fast
         return via_dspy
@@ -276,29 +296,35 @@ def _call_dspy(program: Program, inputs: dict[str, Any], spec: Any, opts: ChunkO
 
     lm_overrides = {k: v for k, v in overrides.items() if k != "temperature"}
     return run_program(program, inputs, spec, adapter=opts.adapter,
-                       temperature=opts.temperature, lm_overrides=lm_overrides)
+                       temperature=opts.temperature, lm_overrides=lm_overrides,
+                       settings=opts.settings)
 
 
-async def _call_custom(fn: Any, inputs: dict[str, Any], lm: Any, checked: Any
-                       ) -> tuple[dict[str, Any], int, int, float]:
+async def _call_custom(fn: Any, inputs: dict[str, Any], lm: Any, checked: Any,
+                       opts: ChunkOptions) -> tuple[dict[str, Any], int, int, float]:
     import dspy
 
+    from dspex_lab.runtime import make_adapter, outputs_of
     from dspex_lab.usage import usage_totals
 
-    with dspy.context(lm=lm), dspy.track_usage() as tracker:
+    extra: dict[str, Any] = {"lm": lm}
+    if opts.adapter is not None:
+        extra["adapter"] = make_adapter(opts.adapter)
+    with (opts.settings or KernelSettings()).context(**extra), dspy.track_usage() as tracker:
         try:
             out = await fn(inputs, lm)
         except Exception as exc:
             exc._dspex_usage = usage_totals(tracker.get_total_tokens())  # type: ignore[attr-defined]
             raise
     p, c, cost = usage_totals(tracker.get_total_tokens())
-    return checked(dict(out.items()) if hasattr(out, "items") else dict(out)), p, c, cost
+    return checked(outputs_of(out)), p, c, cost
 
 
 def _output_checker(program: Program) -> Any:
-    """Coerce the output fields with the signature (as single calls do); extras pass."""
+    """Coerce the output fields with the signature (as single calls do); extras pass. A
+    ``dspy.Signature`` class's outputs are DSPy's own, parsed with the class's types."""
     sig = program.signature
-    if sig is None:
+    if sig is None or program.dspy_signature is not None:
         return lambda outputs: outputs
 
     def check(outputs: dict[str, Any]) -> dict[str, Any]:
@@ -318,15 +344,37 @@ def _to_table(program: Program, rows: list[_Row], stats: dict[str, Any]) -> pa.T
                 names.append(key)
     columns: dict[str, pa.Array] = {}
     for name in names:
-        columns[name] = to_arrow_values(
-            [None if r.outputs is None else r.outputs.get(name) for r in rows])
+        values = [None if r.outputs is None else r.outputs.get(name) for r in rows]
+        try:
+            columns[name] = to_arrow_values(values)
+        except TypeError:  # a value that cannot be pickled: its row fails, the others stay
+            columns[name] = to_arrow_values(_unpicklable_fail(rows, name, values))
     columns["error"] = pa.array([r.error for r in rows], pa.string())
     columns["latency_ms"] = pa.array([r.latency_ms for r in rows], pa.float64())
     columns["prompt_tokens"] = pa.array([r.prompt_tokens for r in rows], pa.int64())
     columns["completion_tokens"] = pa.array([r.completion_tokens for r in rows], pa.int64())
     columns["cost"] = pa.array([r.cost for r in rows], pa.float64())
+    columns.update(part_columns(len(rows), [r.status for r in rows],
+                                [r.error_type for r in rows], [r.attempts for r in rows]))
     table = pa.table(columns)
     return table.replace_schema_metadata({b"dspex": json.dumps(stats).encode()})
+
+
+def _unpicklable_fail(rows: list[_Row], name: str, values: list[Any]) -> list[Any]:
+    """``values`` without those that cannot leave the worker; their rows get the error."""
+    from dspex_lab.exchange.objects import dumps
+
+    kept = []
+    for row, value in zip(rows, values, strict=True):
+        try:
+            if value is not None:
+                dumps(value)
+        except TypeError as exc:
+            row.error = (f"TypeError: the output {name!r} cannot leave the worker: {exc} "
+                         "Return picklable values (plain data, pydantic models, dataclasses).")
+            row.error_type, row.status, value = "TypeError", ERROR, None
+        kept.append(value)
+    return kept
 
 
 def chunk_stats(table: pa.Table) -> dict[str, Any]:
@@ -411,9 +459,12 @@ def _shared(kind: str, key: Any, make: Any) -> Any:
         return items[key]
 
 
-def _adapter(name: str | None) -> Any:
+def _adapter(name: Any) -> Any:
+    """The adapter for a short name (one per process), or the instance as it is."""
     from dspex_lab.runtime import make_adapter
 
+    if name is not None and not isinstance(name, str):
+        return name
     with _STATE_LOCK:
         adapters = _STATE["adapters"]
         if name not in adapters:

@@ -1,9 +1,13 @@
 """Result parts (Arrow tables, one per chunk) -> the output DataFrame and its usage totals.
 
 The output keeps the input rows as they were (same order, same index, same dtypes) and adds
-one Arrow-backed column per output field, then ``error``, ``latency_ms``, ``prompt_tokens``,
-``completion_tokens``, ``cost`` and ``cached``. A name that is already an input column gets
-the suffix ``_pred`` (outputs) or ``_run`` (bookkeeping), so no input column is overwritten.
+one column per output field holding what DSPy returned (Arrow-backed for strings, numbers,
+bools and lists of them; an ``object`` column of the real values -- pydantic models, enums,
+dicts, ``dspy.History`` -- otherwise: ``exchange.values``), then ``error``, ``latency_ms``,
+``prompt_tokens``, ``completion_tokens``, ``cost``, ``cached`` and the status columns
+``status``, ``error_type`` and ``attempts`` (see ``batch.status``). A name that is already
+an input column gets the suffix ``_pred`` (outputs) or ``_run`` (bookkeeping), so no input
+column is overwritten.
 
     >>> part = result_part([0], {"answer": ["4"]}, errors=[None], cached=True)
     >>> assemble(batch, ordered([part], ("answer",), 1)).columns.tolist()[:3]
@@ -12,7 +16,6 @@ the suffix ``_pred`` (outputs) or ``_run`` (bookkeeping), so no input column is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,20 +23,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dspex_lab.batch import status as _status
 from dspex_lab.batch.inputs import InputBatch
 from dspex_lab.batch.spill import ROW
+from dspex_lab.exchange import values as _values
 
 __all__ = ["META_COLUMNS", "RESULT_COLUMNS", "assemble", "ordered", "part_frame", "result_part",
            "to_arrow_values", "usage_totals", "with_rows"]
 
-META_COLUMNS = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost")
+_CALL_META = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost")
+
+META_COLUMNS = (*_CALL_META, *_status.COLUMNS)
 """The bookkeeping columns a chunk returns after its output columns."""
 
-RESULT_COLUMNS = (*META_COLUMNS, "cached")
+RESULT_COLUMNS = (*_CALL_META, "cached", *_status.COLUMNS)
 """The bookkeeping columns of every result, after the output fields."""
 
 _META_TYPES = {"error": pa.string(), "latency_ms": pa.float64(), "prompt_tokens": pa.int64(),
-               "completion_tokens": pa.int64(), "cost": pa.float64(), "cached": pa.bool_()}
+               "completion_tokens": pa.int64(), "cost": pa.float64(), "cached": pa.bool_(),
+               **_status.TYPES}
 
 
 def with_rows(table: pa.Table, rows: Sequence[int], cached: bool = False) -> pa.Table:
@@ -46,9 +54,12 @@ def result_part(rows: Sequence[int], outputs: dict[str, list[Any]], *,
                 errors: Sequence[str | None], cached: bool = False,
                 prompt_tokens: Sequence[int] | None = None,
                 completion_tokens: Sequence[int] | None = None,
-                cost: Sequence[float] | None = None) -> pa.Table:
+                cost: Sequence[float] | None = None, status: str | None = None,
+                error_type: str | None = None, attempts: int | None = 0) -> pa.Table:
     """A result table built in the kernel: cache hits, resumed rows, or rows that errored
-    without a call (invalid inputs, circuit open, budget, interrupt)."""
+    without a call (invalid inputs, circuit open, budget, interrupt). ``status`` (one for
+    every row; default ``cached`` or ``ok``/``error`` from ``errors``), ``error_type`` and
+    ``attempts`` fill the status columns (``batch.status``)."""
     n = len(rows)
     columns: dict[str, Any] = {name: to_arrow_values(list(values))
                                for name, values in outputs.items()}
@@ -58,6 +69,8 @@ def result_part(rows: Sequence[int], outputs: dict[str, list[Any]], *,
     columns["completion_tokens"] = pa.array(list(completion_tokens or [0] * n), pa.int64())
     columns["cost"] = pa.array(list(cost or [0.0] * n), pa.float64())
     columns["cached"] = pa.array([cached] * n, pa.bool_())
+    statuses = status or (_status.CACHED if cached else _status.from_errors(errors))
+    columns.update(_status.part_columns(n, statuses, error_type, attempts))
     columns[ROW] = pa.array(list(rows), pa.int64())
     return pa.table(columns)
 
@@ -67,8 +80,8 @@ def ordered(parts: list[pa.Table], output_names: Sequence[str], n_rows: int) -> 
     Parts that are runs of consecutive rows (chunks usually are) are only chained, not
     copied."""
     parts = sorted((p for p in parts if p.num_rows), key=lambda p: p.column(ROW)[0].as_py())
-    if parts:
-        table = pa.concat_tables(parts, promote_options="permissive")
+    if parts:  # a column typed differently in two parts is pickled in both: no value changes
+        table = pa.concat_tables(_values.unify(parts), promote_options="permissive")
         rows = table.column(ROW).to_numpy()
         if not np.array_equal(rows, np.arange(len(rows))):  # else: in order, nothing copied
             table = table.take(pc.sort_indices(table.column(ROW)))
@@ -134,44 +147,32 @@ def part_frame(batch: InputBatch, part: pa.Table, rows: Any) -> Any:
 
 
 def usage_totals(results: pa.Table, wall_s: float, **extra: Any) -> dict[str, Any]:
-    """Totals over ``ordered`` results: rows, errors, tokens, cost, cached rows, wall time and
-    rows/s."""
+    """Totals over ``ordered`` results: rows; rows by status (``errors``: failed rows, i.e.
+    ``error`` + ``invalid``; ``ok``, ``cached``, ``invalid``, ``not_run``: see
+    ``batch.status``); tokens, cost, wall time and rows/s."""
     def total(name: str) -> Any:
         value = pc.sum(results.column(name)).as_py()
         return value or 0
 
     rows = results.num_rows
     prompt, completion = int(total("prompt_tokens")), int(total("completion_tokens"))
+    by_status = _status.totals(results.column("status"))
+    finished = rows - by_status["not_run"]
     return {
         "rows": rows,
-        "errors": rows - results.column("error").null_count,
-        "cached": int(total("cached")),
+        **by_status,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "cost": float(total("cost")),
         "wall_s": wall_s,
-        "rows_per_s": rows / wall_s if wall_s > 0 else 0.0,
+        "rows_per_s": finished / wall_s if wall_s > 0 else 0.0,  # rows not run: not counted
         **extra,
     }
 
 
 def to_arrow_values(values: list[Any]) -> pa.Array:
-    """An Arrow array of output values: typed when Arrow can hold them as they are, else
-    JSON text (pydantic models are dumped first)."""
-    values = [_plain(v) for v in values]
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return pa.array([v if v is None or isinstance(v, str) else
-                         json.dumps(v, default=str) for v in values], pa.string())
-
-
-def _plain(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        try:
-            return dump(mode="json")
-        except Exception:
-            return str(value)
-    return value
+    """An Arrow array of output values, exactly as DSPy returned them: typed Arrow for
+    strings, ints, floats, bools and lists of one of those, else pickled values (pydantic
+    models, enums, dicts, ``dspy.History``...; see ``exchange.values``)."""
+    return _values.to_arrow_values(values)

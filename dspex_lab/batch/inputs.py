@@ -5,10 +5,14 @@
     >>> batch.table.column_names, batch.mapping
     (['question'], {'question': 'q'})
 
-Every input field must map to a column (by name, or through ``columns={"field": "col"}``);
-a missing one is a ``ValidationError`` naming the field, listing the columns and suggesting
-``columns=``. Each row is then validated (and coerced) with the signature; a row that does not
-fit gets its error without an LM call. Cache keys are the same as for single calls.
+Every input field must map to a column (by name, or through ``columns={"field": "col"}``;
+a column label need not be a string: ``columns={"question": 0}``, or ``"0"``); a missing or
+ambiguous (duplicated) one is a ``ValidationError`` naming the field, listing the columns and
+saying what to do. Data that is not table-like is a ``DataError``. Columns of any Python
+objects are accepted and travel exactly (``exchange.values``: pickled where Arrow would
+change them), so the worker's ``module(**row)`` sees the values of the data. Each row is
+then validated (and coerced) with the signature; a row that does not fit gets its error
+without an LM call. Cache keys are the same as for single calls.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from dspex_lab.cache import cache_digest
-from dspex_lab.errors import ValidationError
+from dspex_lab.errors import DataError, ValidationError
 from dspex_lab.programs import Program
 
 __all__ = ["InputBatch", "RowKeys", "prepare_inputs", "row_keys"]
@@ -37,41 +41,53 @@ class InputBatch:
 
     source: Any
     table: pa.Table
-    mapping: dict[str, str]
+    mapping: dict[str, Any]  # field -> the data's column label (a str, or e.g. 0)
 
     @property
     def num_rows(self) -> int:
         return self.table.num_rows
 
 
-def prepare_inputs(program: Program, data: Any, columns: Mapping[str, str] | None = None
+def prepare_inputs(program: Program, data: Any, columns: Mapping[str, Any] | None = None
                    ) -> InputBatch:
     """Map the program's input fields onto ``data``'s columns (see the module docstring)."""
     import pandas as pd
 
     from dspex_lab.exchange import to_arrow
 
-    columns = dict(columns or {})
+    columns = _columns_option(columns)
     source = data.to_frame() if isinstance(data, pd.Series) else data
     if isinstance(source, pd.DataFrame):
-        available = [str(c) for c in source.columns]
+        labels = list(source.columns)
     else:
-        source = to_arrow(source)
-        available = list(source.column_names)
-    fields = input_fields(program, available)
-    _check_mapping(program, fields, columns, available)
-    mapping = {name: columns.get(name, name) for name in fields}
-    wanted = list(dict.fromkeys(mapping.values()))
-    table = to_arrow(source, columns=wanted) if isinstance(source, pd.DataFrame) else source
-    table = pa.table({name: table.column(col) for name, col in mapping.items()})
+        source = to_arrow(source)  # DataError for data that is not table-like
+        labels = list(source.column_names)
+    fields = input_fields(program, [str(c) for c in labels])
+    positions = _resolve(program, fields, columns, labels)
+    mapping = {name: labels[i] for name, i in positions.items()}
+    if isinstance(source, pd.DataFrame):
+        picked = source.iloc[:, list(positions.values())].set_axis(list(positions), axis=1)
+        table = to_arrow(picked).select(list(positions))  # without a kept index column
+    else:
+        table = pa.table({name: source.column(i) for name, i in positions.items()})
     return InputBatch(source, table, mapping)
+
+
+def _columns_option(columns: Any) -> dict[str, Any]:
+    if columns is None:
+        return {}
+    if not isinstance(columns, Mapping):
+        raise DataError(f"columns= maps input fields to columns of the data, e.g. "
+                        f"{{'question': 'q'}}; got a {type(columns).__name__} ({columns!r}).")
+    return dict(columns)
 
 
 def input_fields(program: Program, available: list[str]) -> list[str]:
     """The program's input field names; for a module without a signature, its ``forward``
     parameters (all columns when it takes ``**kwargs``)."""
-    if program.input_names:
-        return list(program.input_names)
+    optional = [n for n in program.optional_inputs if n in available]
+    if program.input_names or optional:  # (a forward's defaulted parameters: if present)
+        return [*program.input_names, *optional]
     forward = getattr(type(program.module), "forward", None)  # not the instance: DSPy warns
     if forward is None:
         return list(available)
@@ -84,25 +100,51 @@ def input_fields(program: Program, available: list[str]) -> list[str]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def _check_mapping(program: Program, fields: list[str], columns: dict[str, str],
-                   available: list[str]) -> None:
+def _resolve(program: Program, fields: list[str], columns: dict[str, Any], labels: list
+             ) -> dict[str, int]:
+    """Each input field's column position in the data. A column is found by its label
+    (``0``, ``"q"``), or by the label's text (``"0"`` for the label ``0``) when no label is
+    equal; a label that names two columns is ambiguous. Every problem is reported at once
+    (``ValidationError``)."""
     problems: list[tuple[str, str]] = []
-    shown = ", ".join(repr(c) for c in available) or "(none)"
+    shown = ", ".join(repr(c) for c in labels) or "(none)"
     for name in columns:
         if name not in fields:
-            problems.append((name, f"columns= maps {name!r}, which is not an input field of "
-                                   f"{program!r}; its inputs are {', '.join(fields)}."))
+            problems.append((str(name), f"columns= maps {name!r}, which is not an input field "
+                                        f"of {program!r}; its inputs are {', '.join(fields)}."))
+    positions: dict[str, int] = {}
     for name in fields:
         col = columns.get(name, name)
-        if col not in available:
-            if name in columns:
-                hint = f"columns= maps it to {col!r}, but the data has no such column"
-            else:
-                hint = (f"the data has no column {col!r}; map it with columns="
-                        f"{{{name!r}: '<column>'}}")
-            problems.append((name, f"{hint}. Available columns: {shown}."))
+        found = _find(col, labels)
+        if len(found) == 1:
+            positions[name] = found[0]
+            continue
+        if len(found) > 1:
+            hint = (f"the data has {len(found)} columns named {col!r}; rename or drop the "
+                    "duplicates (e.g. df.loc[:, ~df.columns.duplicated()])")
+        elif name in columns:
+            hint = f"columns= maps it to {col!r}, but the data has no such column"
+        else:
+            hint = (f"the data has no column {col!r}; map it with columns="
+                    f"{{{name!r}: '<column>'}}")
+        problems.append((name, f"{hint}. Available columns: {shown}."))
     if problems:
         raise ValidationError(problems, what="input columns")
+    return positions
+
+
+def _find(col: Any, labels: list) -> list[int]:
+    """Positions of the columns ``col`` names: equal labels, else labels whose text it is."""
+    try:
+        found = [i for i, label in enumerate(labels)
+                 if type(label) is type(col) and label == col]
+        if not found:
+            found = [i for i, label in enumerate(labels) if label == col]
+    except (TypeError, ValueError):  # labels that do not compare (arrays)
+        found = []
+    if not found and isinstance(col, str):
+        found = [i for i, label in enumerate(labels) if str(label) == col]
+    return found
 
 
 class RowKeys(Sequence):

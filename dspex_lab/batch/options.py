@@ -29,7 +29,7 @@ class RunOptions:
     on_error: str = "record"
     cache: bool = True
     progress: bool = True
-    adapter: str | None = None
+    adapter: Any = None  # a short name or an adapter instance
     temperature: float | None = None
     budget_usd: float | None = None
     on_budget: str = "stop"
@@ -44,6 +44,16 @@ class RunOptions:
     chunk_size: int | None = None
     cancel: Any = None
     on_part: Any = None
+    settings: Any = None  # the kernel's dspy settings for the workers (KernelSettings)
+
+    @property
+    def cache_adapter(self) -> str | None:
+        """The adapter (and carried settings) as cache keys name them."""
+        if self.settings is not None:
+            return self.settings.cache_tag
+        from dspex_lab.kernel_settings import adapter_key
+
+        return adapter_key(self.adapter)
 
     def __post_init__(self) -> None:
         _choice("on_error", self.on_error, ("record", "raise"))

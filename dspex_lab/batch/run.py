@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from dspex_lab import telemetry
 from dspex_lab.batch import recording as _replay
+from dspex_lab.batch import status as _status
 from dspex_lab.batch.chunk import ChunkOptions, ChunkTask, run_chunk
 from dspex_lab.batch.concurrency import SharedLimit
 from dspex_lab.batch.frame import (
@@ -54,7 +55,7 @@ from dspex_lab.batch.progress import Progress
 from dspex_lab.batch.retry import BreakerConfig, RetryPolicy
 from dspex_lab.batch.schedule import Budget, RunCancelled, Scheduler
 from dspex_lab.batch.spill import ROW, Spill
-from dspex_lab.errors import BudgetExceeded, RunError
+from dspex_lab.errors import BudgetExceeded, ConfigurationError, RunError
 from dspex_lab.programs import Program, as_program
 from dspex_lab.router import register
 
@@ -65,7 +66,8 @@ register("run", "pool", run_chunk, pool="general",
 
 _LAST: dict[str, Any] = {"frame": None}
 _CACHE_SLICE = 256  # rows per cache read or write
-_CALL_COLUMNS = ("latency_ms", "prompt_tokens", "completion_tokens", "cost", "error", "cached")
+_CALL_COLUMNS = ("latency_ms", "prompt_tokens", "completion_tokens", "cost", "error", "cached",
+                 "status", "error_type")
 _CALL_TYPES = {"latency_ms": pa.float32(), "prompt_tokens": pa.int32(),
                "completion_tokens": pa.int32()}
 
@@ -82,9 +84,11 @@ def last_run() -> Any:
 def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
         concurrency: int | None = None, pool: Any = "general", lm: Any = None,
         on_error: str = "record", cache: bool = True, progress: bool = True,
-        adapter: str | None = None, temperature: float | None = None,
+        adapter: Any = None, temperature: float | None = None,
         budget_usd: float | None = None, on_budget: str = "stop", resume: bool = False,
-        spill: Any = None, module: str = "predict", transport: str = "dspy",
+        spill: Any = None, module: str = "predict", tools: Sequence[Callable[..., Any]] = (),
+        max_iters: int | None = None, module_options: Mapping[str, Any] | None = None,
+        transport: str = "dspy",
         max_retries: int = 5, retry: RetryPolicy | None = None, timeout: float | None = 60.0,
         rpm: float | None = None, tpm: float | None = None,
         circuit_breaker: bool | BreakerConfig = True, chunk_size: int | None = None,
@@ -92,14 +96,21 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
         on_part: Callable[[Any], None] | None = None) -> Any:
     """Run ``program`` on every row of ``data``; returns a pandas DataFrame.
 
-    ``program``: a signature string, ``Signature``, ``dspy.Module`` or ``Program`` (``module``
-    picks ``predict``/``cot``/``react`` for signatures). ``data``: a DataFrame, an Arrow table
-    (or anything with ``__arrow_c_stream__``) or a list of dicts; input fields read the
-    columns of the same name, or ``columns={"field": "column"}``.
+    ``program``: a signature string, ``Signature``, ``dspy.Signature`` class (run as it is),
+    ``dspy.Module`` or ``Program``; for signatures ``module`` picks ``predict``/``cot``/
+    ``react`` (with ``tools=[...]`` and ``max_iters``, default DSPy's), and ``module_options``
+    are that DSPy module's own keyword arguments (Predict's config, ``rationale_field``). A
+    module's inputs are its ``forward`` parameters; what it returns fills the row (a
+    Prediction: its fields; a dict: its keys; any other value: one ``output`` column).
+    ``data``: a DataFrame, an Arrow table (or anything with ``__arrow_c_stream__``) or a list
+    of dicts; input fields read the columns of the same name, or ``columns={"field":
+    "column"}``.
 
     The result holds the input rows in order plus one column per output field (``reasoning``
-    too for CoT), ``error``, ``latency_ms``, ``prompt_tokens``, ``completion_tokens``, ``cost``
-    and ``cached``; ``df.attrs["usage"]`` has the totals. Options:
+    too for CoT), ``error``, ``latency_ms``, ``prompt_tokens``, ``completion_tokens``, ``cost``,
+    ``cached``, and ``status`` (``ok``/``error``/``invalid``/``not_run``/``cached``),
+    ``error_type`` and ``attempts`` (see ``dspex_lab.batch.status``); ``df.attrs["usage"]``
+    has the totals (rows by status among them). Options:
 
     - ``concurrency``: LM calls in flight across all workers (default 16 per worker, at most
       64), adapted down on 429s (AIMD); once the provider's rate-limit headers tell its limits,
@@ -130,9 +141,11 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
     >>> df.loc[0, "answer"], df.attrs["usage"]["rows"]
     ('4', 1)
     """
+    from dspex_lab.kernel_settings import capture
+
     breaker = circuit_breaker if isinstance(circuit_breaker, BreakerConfig) else BreakerConfig(
         enabled=bool(circuit_breaker))
-    options = RunOptions(
+    options = RunOptions(settings=capture(adapter),
         columns=columns, concurrency=concurrency, pool=pool, on_error=on_error, cache=cache,
         progress=progress, adapter=adapter, temperature=temperature, budget_usd=budget_usd,
         on_budget=on_budget, resume=resume, spill=spill, transport=transport,
@@ -140,7 +153,13 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
         breaker=breaker, chunk_size=chunk_size, cancel=cancel, on_part=on_part)
     from dspex_lab.calls import resolve_lm
 
-    prog = as_program(program, module=module)
+    module_options = dict(module_options or {})
+    if max_iters is not None:
+        if module != "react":
+            raise ConfigurationError(f"max_iters= is for module='react'; module={module!r} "
+                                     "has no iterations. Pass module='react', or drop it.")
+        module_options["max_iters"] = max_iters
+    prog = as_program(program, module=module, tools=tools, **module_options)
     spec = resolve_lm(lm)
     batch = prepare_inputs(prog, data, columns)
     return _Run(prog, spec, batch, options).execute()
@@ -157,14 +176,14 @@ class _Run:
         self.model = str(getattr(spec, "model", spec))
         self.replay = _replay.current()
         self.keys, self.invalid = row_keys(program, batch.table, lm_identity(spec),
-                                           adapter=options.adapter,
+                                           adapter=options.cache_adapter,
                                            temperature=options.temperature)
         self.run_id = _run_id(self.keys, self.invalid, program, options)
         self.n = batch.num_rows
         self.done = np.zeros(self.n, dtype=bool)
         self.parts: list[pa.Table] = []
-        self.counts = {"rows": 0, "errors": 0, "tokens": 0, "cost": 0.0, "retries": 0,
-                       "rate_limited": 0, "paced": 0, "fast_rows": 0, "not_run": 0,
+        self.counts = {"rows": 0, "finished": 0, "errors": 0, "tokens": 0, "cost": 0.0,
+                       "retries": 0, "rate_limited": 0, "paced": 0, "fast_rows": 0, "not_run": 0,
                        "circuit_recoveries": 0}
         self.notes: dict[str, Any] = {}
         self.started = time.perf_counter()
@@ -187,7 +206,8 @@ class _Run:
                            pending=int((~self.done).sum()), cached=self.counts["rows"],
                            program=repr(self.program), model=self.model, pool=self.pool_name,
                            transport=self.options.transport)
-            self.bar = Progress(self.n, self.options.progress, initial=int(self.done.sum()))
+            self.bar = Progress(self.n, self.options.progress, initial=self.counts["finished"],
+                                errors=self.counts["errors"])
             status = self._compute() if not self.done.all() else "finished"
         finally:
             frame = self._finish(status)
@@ -203,8 +223,9 @@ class _Run:
         """Rows that need no LM call: invalid inputs, resumed rows, cache hits."""
         if self.invalid:
             rows = sorted(self.invalid)
-            self._add(result_part(rows, {}, errors=[self.invalid[r] for r in rows]), "native",
-                      skipped="input")
+            self._add(result_part(rows, {}, errors=[self.invalid[r] for r in rows],
+                                  status=_status.INVALID, error_type="ValidationError"),
+                      "native", skipped="input")
         if self.options.resume and self.spill is not None:
             self._resume()
         if self.options.cache and not (self.replay and self.replay.mode == "record"):
@@ -215,6 +236,10 @@ class _Run:
         if table is None:
             return
         table = table.filter(pc.is_null(table.column("error")))
+        if "status" not in table.column_names:  # a spill written before the status columns
+            for name, column in _status.part_columns(table.num_rows, _status.OK, None,
+                                                     None).items():
+                table = table.append_column(name, column)
         rows = table.column(ROW).to_numpy()
         keep = ~self.done[rows]
         if keep.any():
@@ -253,7 +278,7 @@ class _Run:
         chunk_options = ChunkOptions(adapter=opts.adapter, temperature=opts.temperature,
                                      timeout=opts.timeout, retry=opts.retry,
                                      breaker=opts.breaker, transport=opts.transport,
-                                     replay=self.replay)
+                                     replay=self.replay, settings=opts.settings)
         share = min(slots, total)
         processes = pool_processes(pool, share)
         execution = uuid.uuid4().hex
@@ -306,18 +331,22 @@ class _Run:
 
     def _on_chunk_error(self, rows: np.ndarray, exc: BaseException) -> None:
         message, skipped = f"{type(exc).__name__}: {exc}", None
+        status, kind, attempts = _status.ERROR, type(exc).__name__, None  # calls: unknown
         if isinstance(exc, KeyboardInterrupt):
             message = f"Interrupted: the run was interrupted ({exc}); this row did not run."
-            skipped = "not_run"
+            skipped, status, kind, attempts = "not_run", _status.NOT_RUN, "Interrupted", 0
         elif isinstance(exc, RunCancelled):
             message = f"Cancelled: {exc}; this row did not finish."
-            skipped = "not_run"
-        self._add(result_part(list(rows), {}, errors=[message] * len(rows)), self.route,
+            skipped, status, kind, attempts = "not_run", _status.NOT_RUN, "Cancelled", 0
+        self._add(result_part(list(rows), {}, errors=[message] * len(rows), status=status,
+                              error_type=kind, attempts=attempts), self.route,
                   spill=False, skipped=skipped)
 
     def _not_run(self, status: str, rows: np.ndarray) -> None:
         if not len(rows):
             return
+        kind = {"budget": "BudgetExceeded", "circuit_open": "CircuitOpen",
+                "interrupted": "Interrupted", "cancelled": "Cancelled"}.get(status, "PoolError")
         if status == "budget":
             spent = self.budget.spent if self.budget else 0.0
             message = (f"BudgetExceeded: not run; the run stopped at ${spent:.4f} to stay "
@@ -334,7 +363,8 @@ class _Run:
             message = "Cancelled: the run was cancelled before this row ran."
         else:
             message = f"PoolError: the pool stopped working ({status}); this row did not run."
-        self._add(result_part(list(rows), {}, errors=[message] * len(rows)), "native",
+        self._add(result_part(list(rows), {}, errors=[message] * len(rows),
+                              status=_status.NOT_RUN, error_type=kind), "native",
                   spill=False, skipped="not_run")
 
     def _add(self, part: pa.Table, route: str, spill: bool = True,
@@ -346,11 +376,14 @@ class _Run:
         rows = part.column(ROW).to_numpy()
         self.done[rows] = True
         self.parts.append(part)
-        errors = part.num_rows - part.column("error").null_count
+        by_status = _status.counts(part.column("status"))
+        errors = by_status[_status.ERROR] + by_status[_status.INVALID]
+        finished = _status.finished(by_status)
         p = int(pc.sum(part.column("prompt_tokens")).as_py() or 0)
         c = int(pc.sum(part.column("completion_tokens")).as_py() or 0)
         cost = float(pc.sum(part.column("cost")).as_py() or 0.0)
         self.counts["rows"] += part.num_rows
+        self.counts["finished"] += finished
         self.counts["errors"] += errors
         self.counts["tokens"] += p + c
         self.counts["cost"] += cost
@@ -363,12 +396,14 @@ class _Run:
         if skipped != "not_run":
             self._show_part(part, rows)
         if self.bar is not None:
-            self.bar.update(part.num_rows, errors, p + c, cost)
+            self.bar.update(finished, errors, p + c, cost,
+                            not_run=by_status[_status.NOT_RUN])
         elapsed = time.perf_counter() - self.started
-        telemetry.emit("run.progress", run_id=self.run_id, rows_done=int(self.done.sum()),
-                       rows=self.n, errors=self.counts["errors"], tokens=self.counts["tokens"],
+        telemetry.emit("run.progress", run_id=self.run_id, rows_done=self.counts["finished"],
+                       rows=self.n, errors=self.counts["errors"],
+                       not_run=self.counts["not_run"], tokens=self.counts["tokens"],
                        cost=self.counts["cost"],
-                       rows_per_s=self.counts["rows"] / elapsed if elapsed else 0.0)
+                       rows_per_s=self.counts["finished"] / elapsed if elapsed else 0.0)
 
     def _emit_calls(self, part: pa.Table, route: str) -> None:
         """One columnar ``lm.calls`` event for the part: its bookkeeping columns, copied into
@@ -410,7 +445,8 @@ class _Run:
         for start in range(0, table.num_rows, _CACHE_SLICE):
             part = table.slice(start, _CACHE_SLICE)
             outputs = part.select(names).to_pylist()
-            errors, _, p, c, cost = (part.column(name).to_pylist() for name in META_COLUMNS)
+            errors, p, c, cost = (part.column(name).to_pylist() for name in
+                                  ("error", "prompt_tokens", "completion_tokens", "cost"))
             items = {}
             for i, row in enumerate(rows[start:start + _CACHE_SLICE]):
                 key = self.keys[row]
@@ -422,15 +458,14 @@ class _Run:
 
     def _finish(self, status: str) -> Any:
         self.keys = None  # 32 bytes a row, not needed any more: down before the frame is built
-        if self.bar is not None:
-            if status != "finished":
-                self.bar.note(status.replace("_", " "))
-            self.bar.close()
         missing = np.flatnonzero(~self.done)
         if len(missing):  # an exception stopped the run: the rows left did not run
             self._add(result_part(list(missing), {}, errors=[
-                f"NotRun: the run stopped ({status}) before this row ran."] * len(missing)),
+                f"NotRun: the run stopped ({status}) before this row ran."] * len(missing),
+                status=_status.NOT_RUN, error_type="NotRun"),
                 "native", spill=False, skipped="not_run")
+        if self.bar is not None:
+            self.bar.finish(status)
         results = ordered(self.parts, self.program.output_names, self.n)
         self.parts = []  # the results hold what is still needed
         frame = assemble(self.batch, results)
@@ -439,8 +474,7 @@ class _Run:
                              rate_limited=self.counts["rate_limited"],
                              paced=self.counts["paced"],
                              circuit_recoveries=self.counts["circuit_recoveries"],
-                             fast_rows=self.counts["fast_rows"],
-                             not_run=self.counts["not_run"], **self.notes)
+                             fast_rows=self.counts["fast_rows"], **self.notes)
         frame.attrs["usage"] = usage
         frame.attrs["run_id"] = self.run_id
         _LAST["frame"] = frame
@@ -455,7 +489,7 @@ class _Run:
         if usage["status"] == "budget" and self.options.on_error == "raise":
             raise BudgetExceeded(f"The run stopped at its budget of ${self.options.budget_usd}; "
                                  "the partial frame is in dspex_lab.last_run().")
-        if self.options.on_error == "raise" and usage["errors"]:
+        if self.options.on_error == "raise" and (usage["errors"] or usage["not_run"]):
             failed = [int(i) for i in np.flatnonzero(frame["error"].notna().to_numpy())]
             first = str(frame["error"].iloc[failed[0]])
             raise RunError(failed, first, usage["rows"])
@@ -473,7 +507,7 @@ def _run_id(keys: RowKeys, invalid: dict[int, str], program: Program,
     if not len(keys):
         return uuid.uuid4().hex[:16]
     digest = hashlib.sha256()
-    digest.update(json.dumps([program.key, options.adapter, options.temperature,
+    digest.update(json.dumps([program.key, options.cache_adapter, options.temperature,
                               options.transport, sorted(invalid.items())],
                              default=str).encode())
     digest.update(keys.digests.tobytes())

@@ -3,7 +3,8 @@
 Each finished chunk becomes one Arrow IPC file (written to a temporary name, then renamed:
 a crash never leaves half a part) in the run's spill directory, next to ``manifest.json``.
 ``run(..., resume=True)`` reads the parts back: rows that finished without error are not
-computed again. The directory is ``$DSPEX_CACHE_DIR/runs/<run id>`` (the id fingerprints the
+computed again, and their outputs are the values they had (pickled columns stay pickled:
+``exchange.values``). The directory is ``$DSPEX_CACHE_DIR/runs/<run id>`` (the id fingerprints the
 program, the LM, the options and every row's inputs), or the ``spill=`` path.
 
     >>> spill = Spill.open(None, run_id="3f2a...", rows=1000, resume=False, info={})
@@ -23,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from dspex_lab.errors import ConfigurationError
+from dspex_lab.exchange import values as _values  # registers the pickled-column type
 
 __all__ = ["ROW", "Spill", "spill_root"]
 
@@ -85,7 +87,9 @@ class Spill:
         return sorted(self.directory.glob("part-*.arrow"))
 
     def write(self, table: pa.Table) -> None:
-        """Add one part (a results table with a ``__row__`` column)."""
+        """Add one part (a results table with a ``__row__`` column); pickled values are
+        pickled again in the kernel, by reference (``exchange.values.portable``)."""
+        table = _values.portable(table)
         self._seq += 1
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, table.schema) as writer:
@@ -104,7 +108,7 @@ class Spill:
                 continue
         if not tables:
             return None
-        table = pa.concat_tables(tables, promote_options="permissive")
+        table = pa.concat_tables(_values.unify(tables), promote_options="permissive")
         rows = table.column(ROW).to_numpy()
         import numpy as np
 

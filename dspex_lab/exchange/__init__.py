@@ -4,10 +4,12 @@
     >>> batches = split(to_arrow(df), rows_per_batch=500)
     >>> df_back = to_pandas(batches[0])
 
-Modules: ``arrow`` (DataFrame <-> Arrow, IPC, split), ``shm`` (shared-memory segments),
-``objects`` (any value <-> payload bytes: Arrow for tables, cloudpickle otherwise) and
-``exceptions`` (worker exceptions <-> plain data). ``dspex_lab.workers.protocol`` uses them to
-build frames; nothing else in dspex_lab converts between pandas and Arrow.
+Modules: ``arrow`` (DataFrame <-> Arrow, IPC, split), ``values`` (Python values <-> Arrow
+columns, exactly: typed Arrow where it is exact, pickled values otherwise), ``shm``
+(shared-memory segments), ``objects`` (any value <-> payload bytes: Arrow for tables,
+cloudpickle otherwise) and ``exceptions`` (worker exceptions <-> plain data).
+``dspex_lab.workers.protocol`` uses them to build frames; nothing else in dspex_lab converts
+between pandas and Arrow.
 
 Names load lazily: importing this package (or the protocol) does not import pandas/pyarrow.
 """

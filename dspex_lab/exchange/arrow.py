@@ -11,14 +11,22 @@ Decisions:
 
 * The pandas index: a default ``RangeIndex`` is stored as metadata only (no column); any other
   index is kept as a column and restored by ``to_pandas``.
-* An object column whose values Arrow cannot hold in one type (``[1, "a"]``) is an error that
-  names the column and the fix (``df[col].astype(str)``); converting silently to strings would
-  change data behind the user's back. (The worker protocol falls back to pickle for such frames.)
-* Nested values become Arrow nested types: lists of strings ``list<string>``, dicts ``struct``.
+* Values come back exactly: an ``object`` column (or a list/dict of Python values) is typed
+  Arrow only when reading it back gives the same values and types -- strings, ints, floats,
+  bools, lists of one of those (see ``exchange.values``). Anything else (dicts, which Arrow
+  would turn into structs with every other row's keys; pydantic models, enums,
+  ``dspy.History``, columns mixing types) becomes a pickled column, and ``to_pandas`` gives
+  it back as an ``object`` column of the real objects. Nothing is turned into text.
+* Column names: Arrow's are strings; pandas labels that are not (``0``) become ``"0"``
+  (``exchange.objects`` pickles such frames instead, so that they travel exactly).
 * ``to_pandas(arrow_dtypes=True)`` gives Arrow-backed columns: strings as pandas' ``str``
-  dtype (itself Arrow-backed), dictionaries as ``category``, everything else ``pd.ArrowDtype``.
-  ``arrow_dtypes=False`` restores the dtypes recorded when the table was made from a DataFrame
-  (exact round trip), numpy defaults otherwise.
+  dtype (itself Arrow-backed), dictionaries as ``category``, pickled values and columns of
+  nothing but None as ``object``, everything else ``pd.ArrowDtype`` (where a None -- or a
+  row without a value -- reads as pandas' missing value, ``NA``). ``arrow_dtypes=False``
+  restores the dtypes recorded when the table was made from a DataFrame (exact round trip),
+  numpy defaults otherwise.
+* Tables that cannot be made (not table-like, duplicate names, columns of different lengths)
+  raise ``DataError`` naming the problem and the fix.
 """
 
 from __future__ import annotations
@@ -27,8 +35,19 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from dspex_lab.errors import DataError
+from dspex_lab.exchange.values import (
+    PICKLED,
+    exact_array,
+    exact_type,
+    is_missing_pandas,
+    is_pickled,
+    pickled_array,
+)
 
 __all__ = ["ipc_to_table", "split", "table_to_ipc", "to_arrow", "to_pandas"]
 
@@ -62,7 +81,7 @@ def to_arrow(data: Any, columns: list[str] | None = None) -> pa.Table:
     elif isinstance(data, Mapping):
         table = _from_columns(data)
     else:
-        raise TypeError(
+        raise DataError(
             f"Cannot turn a {type(data).__name__} into an Arrow table; pass a pandas DataFrame, "
             "a pyarrow Table/RecordBatch, an object with __arrow_c_stream__ (polars, duckdb), "
             "a list of row dicts or a dict of columns.")
@@ -70,29 +89,41 @@ def to_arrow(data: Any, columns: list[str] | None = None) -> pa.Table:
 
 
 def _from_pandas(df: pd.DataFrame) -> pa.Table:
+    if df.columns.has_duplicates:
+        dup = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+        raise DataError(f"This DataFrame cannot become an Arrow table: the column name(s) "
+                        f"{', '.join(map(repr, dup))} appear more than once. Rename or drop "
+                        "the duplicates first, e.g. df.loc[:, ~df.columns.duplicated()].")
+    pickled = {i: df.iloc[:, i] for i in range(df.shape[1]) if _needs_pickle(df.iloc[:, i])}
+    if pickled:  # placeholders of nulls: pyarrow still writes the pandas metadata for them
+        df = df.copy(deep=False)
+        for i in pickled:
+            df.isetitem(i, pd.Series([None] * len(df), index=df.index, dtype=object))
     try:
-        return pa.Table.from_pandas(df, preserve_index=None)
-    except _CONVERSION_ERRORS as exc:
-        column = _bad_column(df, exc)
-        raise TypeError(
-            f"Column {column!r} mixes value types that Arrow cannot store in one column "
-            f"({exc}); convert it first, e.g. df[{column!r}] = df[{column!r}].astype(str)."
-        ) from exc
-    except ValueError as exc:  # duplicate column names and similar
-        raise ValueError(f"This DataFrame cannot become an Arrow table: {exc}. Rename or drop "
-                         "the offending columns first.") from exc
+        table = pa.Table.from_pandas(df, preserve_index=None)
+    except _CONVERSION_ERRORS as exc:  # e.g. an index Arrow cannot hold
+        raise DataError(f"This DataFrame cannot become an Arrow table ({exc}); convert the "
+                        "offending column or index first (e.g. .astype(str)).") from exc
+    for i, column in pickled.items():
+        array = _pickled(table.column_names[i], column.tolist(), is_missing_pandas)
+        table = table.set_column(i, pa.field(table.column_names[i], PICKLED), array)
+    return table
 
 
-def _bad_column(df: pd.DataFrame, exc: Exception) -> Any:
-    for name in df.columns:
-        column = df[name]
-        if isinstance(column, pd.DataFrame):  # duplicate names
-            continue
-        try:
-            pa.Array.from_pandas(column)
-        except _CONVERSION_ERRORS:
-            return name
-    return f"<unknown: {exc}>"
+def _pickled(name: Any, values: list, missing: Any = None) -> pa.Array:
+    try:
+        return pickled_array(values, missing=missing)
+    except TypeError as exc:
+        raise DataError(f"Column {name!r} holds a value that cannot be pickled, so it cannot "
+                        f"travel to a worker: {exc} Convert the column to plain values "
+                        "first.") from exc
+
+
+def _needs_pickle(column: pd.Series) -> bool:
+    """An object column whose values Arrow cannot give back exactly."""
+    if column.dtype != object:
+        return False
+    return exact_type(column.tolist(), missing=is_missing_pandas) is None
 
 
 def _from_rows(rows: list[Mapping], columns: list[str] | None) -> pa.Table:
@@ -107,18 +138,23 @@ def _from_columns(data: Mapping) -> pa.Table:
     arrays = {}
     for name, values in data.items():
         if not isinstance(name, str):
-            raise TypeError(f"Column names must be strings; got {name!r} "
-                            f"({type(name).__name__}). Rename it, e.g. str({name!r}).")
+            raise DataError(f"Column names must be strings here; got {name!r} "
+                            f"({type(name).__name__}). Rename it, e.g. str({name!r}), or "
+                            "pass a pandas DataFrame (any column labels).")
+        if isinstance(values, list | tuple):
+            values = list(values)
+            exact = exact_array(values)
+            arrays[name] = exact if exact is not None else _pickled(name, values)
+            continue
         try:
             arrays[name] = pa.array(values)
         except _CONVERSION_ERRORS as exc:
-            raise TypeError(
-                f"Column {name!r} mixes value types that Arrow cannot store in one column "
-                f"({exc}); convert its values to one type (e.g. str) first.") from exc
+            raise DataError(f"Column {name!r} cannot become an Arrow column ({exc}); pass "
+                            "its values as a list.") from exc
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) > 1:
         sizes = ", ".join(f"{n}={len(a)}" for n, a in arrays.items())
-        raise ValueError(f"All columns must have the same length; got {sizes}.")
+        raise DataError(f"All columns must have the same length; got {sizes}.")
     return pa.table(arrays)
 
 
@@ -135,7 +171,7 @@ def _select_table(table: pa.Table, columns: list[str]) -> pa.Table:
 def _check_columns(available: list, wanted: list[str]) -> None:
     missing = [c for c in wanted if c not in available]
     if missing:
-        raise ValueError(f"Column(s) {missing} not found; the data has {available}.")
+        raise DataError(f"Column(s) {missing} not found; the data has {available}.")
 
 
 def to_pandas(table: pa.Table | pa.RecordBatch, arrow_dtypes: bool = True) -> pd.DataFrame:
@@ -149,18 +185,25 @@ def to_pandas(table: pa.Table | pa.RecordBatch, arrow_dtypes: bool = True) -> pd
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     if not isinstance(table, pa.Table):
-        raise TypeError(f"to_pandas needs a pyarrow Table or RecordBatch, not "
+        raise DataError(f"to_pandas needs a pyarrow Table or RecordBatch, not "
                         f"{type(table).__name__}; call to_arrow(data) first.")
-    if arrow_dtypes:
-        return table.to_pandas(types_mapper=_arrow_dtype, split_blocks=True)
     meta = _pandas_metadata(table)
-    frame = table.to_pandas(types_mapper=_recorded_arrow_dtypes(table, meta), split_blocks=True)
-    return _restore_object_strings(frame, table, meta)
+    pickled = [i for i, f in enumerate(table.schema) if is_pickled(f.type)]
+    plain = table
+    for i in pickled:  # decoded below: pandas needs no copy of the pickles
+        plain = plain.set_column(i, table.column_names[i], pa.nulls(table.num_rows))
+    if arrow_dtypes:
+        frame = plain.to_pandas(types_mapper=_arrow_dtype, split_blocks=True)
+    else:
+        frame = plain.to_pandas(types_mapper=_recorded_arrow_dtypes(plain, meta),
+                                split_blocks=True)
+        frame = _restore_object_strings(frame, plain, meta)
+    return _decode_pickled(frame, table, meta, pickled) if pickled else frame
 
 
 def _arrow_dtype(arrow_type: pa.DataType) -> Any:
-    if pa.types.is_dictionary(arrow_type):
-        return None
+    if pa.types.is_dictionary(arrow_type) or pa.types.is_null(arrow_type):
+        return None  # category; all values None: an object column of None
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
         return pd.StringDtype("pyarrow", na_value=float("nan"))
     if isinstance(arrow_type, pa.BaseExtensionType):
@@ -208,6 +251,27 @@ def _restore_object_strings(frame: pd.DataFrame, table: pa.Table, meta: dict) ->
                 pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
             values = table.column(field.name).to_numpy(zero_copy_only=False)
             frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
+    return frame
+
+
+def _decode_pickled(frame: pd.DataFrame, table: pa.Table, meta: dict, pickled: list[int]
+                    ) -> pd.DataFrame:
+    """Pickled columns as ``object`` columns of the values themselves."""
+    index_fields = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+    data_fields = [i for i, f in enumerate(table.schema) if f.name not in index_fields]
+    by_position = len(data_fields) == frame.shape[1]  # else: metadata of another shape
+    for i in pickled:
+        name = table.schema[i].name
+        if by_position and i in data_fields:
+            at = data_fields.index(i)
+        elif not by_position and list(frame.columns).count(name) == 1:
+            at = frame.columns.get_loc(name)
+        else:
+            continue
+        values = np.empty(table.num_rows, dtype=object)
+        for row, value in enumerate(table.column(i).to_pylist()):
+            values[row] = value
+        frame.isetitem(at, pd.Series(values, index=frame.index, dtype=object))
     return frame
 
 

@@ -8,8 +8,10 @@
 Tables (pandas DataFrame/Series, pyarrow Table/RecordBatch, anything with
 ``__arrow_c_stream__``) become one Arrow IPC stream written straight into the frame; they come
 back as the same kind of object (a ``__arrow_c_stream__`` object comes back as a
-``pa.Table``). A DataFrame Arrow cannot hold (an object column of mixed types) is cloudpickled
-instead, so it still arrives exactly as sent. Other values are cloudpickled with protocol 5:
+``pa.Table``); object columns Arrow cannot hold exactly travel as pickled values
+(``exchange.values``). A DataFrame Arrow cannot hold at all (column labels that are not
+strings, an index of mixed types) is cloudpickled instead, so it still arrives exactly as
+sent. Other values are cloudpickled with protocol 5:
 large contiguous buffers (numpy arrays) are returned as ``extra`` so that they travel beside
 the pickle stream, not through it, and come back without a copy when the frame is writable.
 """
@@ -24,7 +26,7 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["Payload", "decode", "encode", "table_kind"]
+__all__ = ["Payload", "decode", "dumps", "encode", "loads", "table_kind"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ def _encode_table(obj: Any) -> Payload | None:
     from dspex_lab.exchange import arrow
 
     meta: dict[str, Any] = {"as": kind}
+    if kind == "pandas" and not all(isinstance(c, str) for c in obj.columns):
+        return None   # Arrow names are strings: cloudpickle keeps labels such as 0 exact
     if kind == "series":
         if not (obj.name is None or type(obj.name) in (str, int, float, bool)):
             return None
@@ -102,6 +106,29 @@ def _encode_pickle(obj: Any) -> tuple[Payload, list[memoryview]]:
     except Exception as exc:
         raise TypeError(f"cloudpickle failed: {type(exc).__name__}: {exc}") from exc
     return Payload("pickle", len(data), copier(data)), buffers
+
+
+def dumps(value: Any) -> bytes:
+    """Pickle one value to keep (result cache, pickled table columns): by reference when that
+    works (a class found again by name after a kernel restart), else with cloudpickle, by
+    value (classes defined in a function, or sent by value from the kernel to a worker).
+
+    Raises ``TypeError`` naming the value's type when neither can pickle it.
+    """
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:
+        pass
+    try:
+        return cloudpickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise TypeError(f"A {type(value).__name__} value cannot be pickled "
+                        f"({type(exc).__name__}: {exc}).") from exc
+
+
+def loads(blob: Any) -> Any:
+    """The value ``dumps`` pickled (bytes or any buffer)."""
+    return pickle.loads(blob)
 
 
 def copier(data: Any) -> Callable[[Any], None]:

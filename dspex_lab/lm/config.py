@@ -215,8 +215,26 @@ def resolve(lm: Any = None) -> LMSpec:
     dict, an ``LMSpec`` or a ``dspy.LM``."""
     with _LOCK:
         if lm is None or (isinstance(lm, str) and (lm in _STATE.named or lm in _EMBEDDED_NAMES)):
+            _check_rebuildable(_entry(lm)[1])
             return lm_spec(lm)
-        return _to_spec(_entry_from(lm, {}, name=None))
+        entry = _entry_from(lm, {}, name=None)
+        _check_rebuildable(entry)
+        return _to_spec(entry)
+
+
+def _check_rebuildable(entry: Any) -> None:
+    """Workers rebuild an LM from its model and settings as a plain ``dspy.LM``; refuse an
+    LM of another class rather than silently calling a different one."""
+    if isinstance(entry, LMSpec) or not _is_dspy_lm(entry):
+        return
+    import dspy
+
+    if type(entry) is not dspy.LM:
+        raise ConfigurationError(
+            f"The LM is a {type(entry).__name__}, not a dspy.LM: dspex_lab's workers rebuild "
+            "the LM from its model and settings as a plain dspy.LM, so its own code would "
+            "not run there. Configure a dspy.LM (dspy.LM('provider/model', ...)), or call "
+            "the program with plain DSPy in the kernel.")
 
 
 def _entry(name: str | None) -> tuple[str | None, Any]:

@@ -2,11 +2,11 @@
 ["dspex_lab"]`` in ``ipython_config.py``).
 
 Loading registers, once each: the magics (``%%dspex``, ``%dspex``, ``%dspex_lm``,
-``%dspex_pool``, ``%dspex_history``, ``%dspex_telemetry``), the ``Dspex`` configurable (for
-``%config Dspex.lm = ...``), the HTML formatter for ``dspy.Prediction``, the ``VAR << %dspex``
-input transformer and the JupyterLab panel's comm target. Unloading removes all of them and
-closes the telemetry dashboard ``%dspex_telemetry`` opened; ``Dspex`` settings survive an
-unload/reload. Nothing here imports DSPy.
+``%dspex_pool``, ``%dspex_history``, ``%dspex_telemetry``, ``%dspex_cache``), the ``Dspex``
+configurable (for ``%config Dspex.lm = ...``), the HTML formatter for ``dspy.Prediction``, the
+``VAR << %dspex`` input transformer and the JupyterLab panel's comm target. Unloading removes
+all of them and closes the telemetry dashboard ``%dspex_telemetry`` opened; ``Dspex`` settings
+survive an unload/reload. Nothing here imports DSPy.
 
     >>> ip = get_ipython()
     >>> load_ipython_extension(ip); load_ipython_extension(ip)      # idempotent

@@ -152,11 +152,14 @@ def _value(raw: str, field: Any, namespace: Mapping[str, Any]) -> Any:
     return text if loaded is None and text else loaded
 
 
-def parse_body(body: str, sig: Any, namespace: Mapping[str, Any]) -> dict[str, Any]:
+def parse_body(body: str, sig: Any, namespace: Mapping[str, Any],
+               input_names: Sequence[str] | None = None) -> dict[str, Any]:
     """The inputs a cell body gives for ``sig`` (a dspex ``Signature``, or None for a program
-    without one: then every ``field: value`` line is an input). Raises ``ValidationError``
+    without one: then the inputs are ``input_names`` -- a module's ``forward`` parameters --
+    or, when those are unknown too, every ``field: value`` line). Raises ``ValidationError``
     naming the missing or unreadable inputs, ``TemplateError`` for a bad ``{name}``."""
-    names = list(sig.input_names) if sig is not None else None
+    names = list(sig.input_names) if sig is not None else \
+        (list(input_names) if input_names else None)
     fields = {f.name: f for f in sig.inputs} if sig is not None else {}
     lead, raw = _split_fields(body, names)
     if names is not None and len(names) == 1 and not raw:
@@ -167,7 +170,10 @@ def parse_body(body: str, sig: Any, namespace: Mapping[str, Any]) -> dict[str, A
         expected = ", ".join(names) if names else "the input names"
         raise ValidationError([("cell body", f"the line {stray[0]!r} gives no input; write "
                                 f"one `field: value` line per input ({expected})")])
-    missing = [n for n in names or [] if n not in raw and not fields[n].type.optional]
+    missing = [n for n in names or [] if n not in raw and n in fields
+               and not fields[n].type.optional]
+    if sig is None:  # a module's forward parameters: all of them are needed
+        missing = [n for n in names or [] if n not in raw]
     if missing:
         raise ValidationError([(n, f"has no value in the cell; add a line `{n}: ...`")
                                for n in missing])

@@ -4,12 +4,14 @@
     %%dspex [VAR <<] SIGNATURE [--module ...] [--lm ...] [--out VAR] ...
     %dspex  [VAR <<] SIGNATURE --df DATAFRAME [--out VAR] ...
     %dspex_lm [MODEL]    %dspex_pool [NAME]    %dspex_history [N]    %dspex_telemetry
+    %dspex_cache [--clear]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +24,7 @@ from dspex_lab.config import MODULES
 from dspex_lab.errors import (
     BudgetExceeded,
     DspexError,
+    Interrupted,
     LMError,
     PoolError,
     RunError,
@@ -29,6 +32,7 @@ from dspex_lab.errors import (
     TaskError,
 )
 from dspex_lab.magics._line import split_line
+from dspex_lab.magics.cache import cache_info
 from dspex_lab.magics.history import history_table
 from dspex_lab.magics.lm import lm_info
 from dspex_lab.magics.pool import pool_table
@@ -37,7 +41,8 @@ from dspex_lab.magics.telemetry import open_telemetry
 
 __all__ = ["MAGIC_NAMES", "DspexMagics", "last_error"]
 
-MAGIC_NAMES = {"line": ("dspex", "dspex_lm", "dspex_pool", "dspex_history", "dspex_telemetry"),
+MAGIC_NAMES = {"line": ("dspex", "dspex_lm", "dspex_pool", "dspex_history", "dspex_telemetry",
+                        "dspex_cache"),
                "cell": ("dspex",)}
 _MAX_MESSAGE = 1200
 _CALL_FAILURES = (TaskError, LMError, RunError, BudgetExceeded, PoolError)
@@ -65,13 +70,18 @@ def _message(exc: BaseException) -> str:
 
 
 def _usage_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The magic boundary: dspex_lab errors become a short ``UsageError`` (no traceback)."""
+    """The magic boundary: dspex_lab errors become a short ``UsageError`` (no traceback), and
+    Ctrl-C one ``Interrupted`` line (the cell still stops, and so does Run All)."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
-        except UsageError:
+        except (UsageError, Interrupted):
             raise
+        except KeyboardInterrupt:
+            raise Interrupted(f"Interrupted after {time.perf_counter() - start:.1f} s; "
+                              "no answer arrived.") from None
         except (DspexError, TraitError) as exc:
             _LAST_ERROR[:] = [exc]
             raise UsageError(_message(exc)) from None
@@ -183,6 +193,16 @@ class DspexMagics(Magics):
         """Show the last N calls made with %%dspex: inputs, outputs, prompt and response."""
         args = parse_argstring(DspexMagics.dspex_history, line)
         return history_table(args.n, clear=args.clear)
+
+    @magic_arguments()
+    @argument("--clear", action="store_true",
+              help="Forget every cached answer (on disk too) before showing the cache.")
+    @line_magic
+    @_usage_errors
+    def dspex_cache(self, line: str) -> Any:
+        """Show the result cache: location, entries, size, hit rate in this kernel."""
+        args = parse_argstring(DspexMagics.dspex_cache, line)
+        return cache_info(clear=args.clear)
 
     @magic_arguments()
     @argument("--summary", action="store_true",

@@ -3,6 +3,9 @@
 One call per cell (the body holds the inputs, see ``body``), or a DataFrame run with
 ``--df`` (``dspex_lab.batch.run``). The result goes to ``_dspex``, to ``--out VAR`` and to
 ``VAR <<``; it is returned for display except after ``VAR <<`` (an assignment shows nothing).
+A run shows its summary (``RunSummary``) and its warnings as notes (no file paths); an
+interrupted run keeps its partial frame in those variables, then stops the cell with one
+``Interrupted`` line that says how many rows are left.
 Settings come from the options, then the ``--with`` program's saved options, then ``Dspex``.
 
     >>> req = DspexRequest(signature="question -> answer", body="What is 2 + 3?", out="ans")
@@ -12,13 +15,14 @@ Settings come from the options, then the ``--with`` program's saved options, the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dspex_lab import history
 from dspex_lab.config import Dspex, get_config
-from dspex_lab.errors import ConfigurationError
+from dspex_lab.errors import ConfigurationError, Interrupted
 from dspex_lab.magics import saved as saved_programs
 from dspex_lab.magics.body import parse_body, parse_columns
 
@@ -84,7 +88,9 @@ def run_dspex(request: DspexRequest, namespace: MutableMapping[str, Any],
             "on the first line and the inputs in the cell.")
     else:
         result = _call(request.body, settings, namespace)
-    return _store(result, request, namespace)
+    shown = _store(result, request, namespace)
+    _stop_if_interrupted(result, request)
+    return shown
 
 
 def _settings(request: DspexRequest, namespace: MutableMapping[str, Any], cfg: Dspex
@@ -140,10 +146,14 @@ def _call(body: str, settings: _Settings, namespace: MutableMapping[str, Any]) -
     from dspex_lab.calls import call_program
 
     program = settings.program
-    inputs = parse_body(body, program.signature, namespace)
+    inputs = parse_body(body, program.signature, namespace, program.input_names)
     try:
         prediction = call_program(OPERATIONS[program.kind], program, inputs, lm=settings.lm,
                                   adapter=settings.adapter, cache=settings.cache)
+    except KeyboardInterrupt:
+        history.record(program, inputs, error="Interrupted: no answer arrived.",
+                       adapter=settings.adapter)
+        raise
     except Exception as exc:
         history.record(program, inputs, error=f"{type(exc).__name__}: {exc}",
                        adapter=settings.adapter)
@@ -165,16 +175,45 @@ def _run_frame(request: DspexRequest, settings: _Settings,
     program = settings.program
     columns = parse_columns(request.body or "", program.signature)
     try:
-        frame = run(program, namespace[name], columns=columns, lm=settings.lm,
-                    adapter=settings.adapter, cache=settings.cache,
-                    concurrency=settings.concurrency, progress=cfg.progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            frame = run(program, namespace[name], columns=columns, lm=settings.lm,
+                        adapter=settings.adapter, cache=settings.cache,
+                        concurrency=settings.concurrency, progress=cfg.progress)
     except Exception as exc:
         history.record_run(program, error=f"{type(exc).__name__}: {exc}",
                            adapter=settings.adapter)
         raise
     history.record_run(program, frame, adapter=settings.adapter)
+    _show_warnings(caught, frame, show or _display)
     (show or _display)(RunSummary(frame))
     return frame
+
+
+def _show_warnings(caught: list[warnings.WarningMessage], frame: Any,
+                   show: Callable[[Any], None]) -> None:
+    """The run's warnings (budget reached, circuit open, a failing callback...) as notes;
+    an interrupt's is left out: the summary says it."""
+    from dspex_lab.display import Note
+
+    interrupted = frame.attrs.get("usage", {}).get("status") == "interrupted"
+    for w in caught:
+        text = str(w.message)
+        if interrupted and text.startswith("The run was interrupted"):
+            continue
+        show(Note(text, kind="warning"))
+
+
+def _stop_if_interrupted(result: Any, request: DspexRequest) -> None:
+    """After an interrupted run has been stored: stop the cell (and Run All) with one line."""
+    usage = getattr(result, "attrs", {}).get("usage") if request.df is not None else None
+    if not usage or usage.get("status") != "interrupted":
+        return
+    rows, left = int(usage.get("rows") or 0), int(usage.get("not_run") or 0)
+    where = ", ".join(n for n in (request.out, request.target, "_dspex") if n)
+    raise Interrupted(f"Interrupted after {float(usage.get('wall_s') or 0):.1f} s: "
+                      f"{rows - left:,} of {rows:,} rows finished and are in {where}; "
+                      f"rerun the cell to finish the {left:,} rows left.")
 
 
 def _display(obj: Any) -> None:

@@ -14,7 +14,8 @@ match counts.
     >>> accuracy(["5", "6"], ["5", "7"])
     0.5
 
-The same objects work as DSPy metrics (``metric(example, prediction, trace=None)``), e.g.
+The same objects work as DSPy metrics (``metric(example, prediction, trace=None)``, and
+GEPA's ``metric(gold, pred, trace, pred_name, pred_trace)``), e.g.
 ``dspy.Evaluate(devset=..., metric=exact_match)``, and on DataFrame columns
 (``exact_match.frame(df, "answer", "gold")``). ``exact_match.on("answer")`` binds the field a
 DSPy-style call compares when a program has several outputs.
@@ -173,8 +174,9 @@ class Metric:
         self.aggregate = aggregate
         self.options = options
 
-    def __call__(self, pred: Any, gold: Any, trace: Any = None, **options: Any) -> Any:
-        if _is_example(pred):
+    def __call__(self, pred: Any, gold: Any, trace: Any = None, pred_name: str | None = None,
+                 pred_trace: Any = None, **options: Any) -> Any:
+        if _is_example(pred):  # DSPy's call, GEPA's five-argument form included
             return self.dspy(pred, gold, trace)
         if self.aggregate:
             scores = self.rows(pred if _is_vector(pred) else [pred],

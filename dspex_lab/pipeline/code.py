@@ -22,6 +22,7 @@ from __future__ import annotations
 import pprint
 from typing import TYPE_CHECKING, Any
 
+from dspex_lab.pipeline.factories import declared_fields
 from dspex_lab.pipeline.steps import DSPyStep, Map, NativeStep, Parallel, Sequence, Step, When
 
 if TYPE_CHECKING:
@@ -98,8 +99,8 @@ class _Writer:
         self.names.add("dspy_step")
         if s.custom is not None:
             cls = self.ref(type(s.custom), s.name)
-            args = [f"{cls}()", f"inputs={list(s.signature.input_names)!r}",
-                    f"outputs={list(s.signature.output_names)!r}"]
+            ins, outs = declared_fields(s.signature)
+            args = [f"{cls}()", f"inputs={ins!r}", f"outputs={outs!r}"]
         else:
             args = [repr(str(s.signature))]
             if s.module != "predict":

@@ -88,6 +88,9 @@ def dspy_step(sig: Any, module: str = "predict", *, name: str | None = None,
     ``tools``), or a ready ``dspy.Module`` (inputs/outputs declared or read from its signature).
 
     ``demos`` seeds few-shot examples (dicts of field values) for a single-predictor module.
+    A custom module's declared fields carry its values as they are (lists, dicts, pydantic
+    models...): ``inputs=["text"]`` is ``text: Any``; write a type to check it
+    (``outputs=["words: list[str]"]``).
 
     >>> dspy_step("question, context -> answer", module="cot", name="answer").reads
     ('question', 'context')
@@ -290,7 +293,12 @@ def _custom_signature(mod: Any, inputs: Iterable[str] | None, outputs: Iterable[
         if not ins or not outs:
             raise PipelineError("A custom dspy.Module step needs at least one input and one "
                                 "output field.", step=name)
-        return signature(f"{', '.join(ins)} -> {', '.join(outs)}")
+        try:
+            return signature(f"{', '.join(map(_any_typed, ins))} -> "
+                             f"{', '.join(map(_any_typed, outs))}")
+        except Exception as exc:
+            raise PipelineError(f"Step {name or type(mod).__name__!r} declares bad fields: {exc}",
+                                step=name) from exc
     from dspex_lab.programs import _module_signature
 
     sig = _module_signature(mod)
@@ -303,3 +311,18 @@ def _custom_signature(mod: Any, inputs: Iterable[str] | None, outputs: Iterable[
             "Declare them: dspy_step(module, inputs=['question'], outputs=['answer']).",
             step=name)
     return sig
+
+
+def _any_typed(entry: str) -> str:
+    """A declared field of a custom module: ``name`` carries any value (``name: Any``), a
+    written type (``name: list[str]``) is kept."""
+    return entry if ":" in entry else f"{entry.strip()}: Any"
+
+
+def declared_fields(sig: Signature) -> tuple[list[str], list[str]]:
+    """The ``inputs=``/``outputs=`` entries that rebuild a custom step's fields: ``name`` for
+    an ``Any`` field, ``name: type`` for a declared type."""
+    def entry(f: Any) -> str:
+        return f.name if str(f.type) == "Any" else f"{f.name}: {f.type}"
+
+    return [entry(f) for f in sig.inputs], [entry(f) for f in sig.outputs]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dspex_lab.errors import ConfigurationError, PipelineError
-from dspex_lab.pipeline.factories import dspy_step
+from dspex_lab.pipeline.factories import declared_fields, dspy_step
 from dspex_lab.pipeline.steps import DSPyStep, Map, NativeStep, Parallel, Sequence, Step, When
 from dspex_lab.signatures import signature
 
@@ -240,7 +240,8 @@ def _load_dspy(d: Mapping[str, Any], pickle: bool) -> DSPyStep:
         else:
             cls = _resolve(d, "class", name, pickle)
             custom = _instantiate(cls, name)
-        return dspy_step(custom, inputs=sig.input_names, outputs=sig.output_names, **common)
+        ins, outs = declared_fields(sig)
+        return dspy_step(custom, inputs=ins, outputs=outs, **common)
     tools = [_resolve(t, "function", name, pickle) for t in d.get("tools", ())]
     return dspy_step(sig, d.get("module", "predict"), tools=tools, **common,
                      **(d.get("options") or {}))

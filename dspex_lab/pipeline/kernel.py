@@ -23,7 +23,8 @@ from dspex_lab.pipeline.steps import DSPyStep
 
 __all__ = ["KernelDSPy"]
 
-_META = {"error", "latency_ms", "prompt_tokens", "completion_tokens", "cost", "cached"}
+_META = {"error", "latency_ms", "prompt_tokens", "completion_tokens", "cost", "cached",
+         "status", "error_type", "attempts"}  # batch.frame.RESULT_COLUMNS
 
 
 class KernelDSPy:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dspex_lab import telemetry
+from dspex_lab.batch import status as _status
 from dspex_lab.errors import ConfigurationError
 
 __all__ = ["LIVE_ROWS", "BatchJob", "not_run"]
@@ -132,11 +133,11 @@ class BatchJob:
             self.state = "failed"
         else:
             self.state = "cancelled" if cancelled else "finished"
-        if self.result is not None and "error" in getattr(self.result, "columns", ()):
-            skipped = not_run(self.result)
-            self.not_run = int(skipped.sum())
-            self.done_rows = len(self.result) - self.not_run
-            self.errors = int(self.result["error"].notna().sum()) - self.not_run
+        if self.result is not None and "status" in getattr(self.result, "columns", ()):
+            counts = _status.counts(self.result["status"])
+            self.not_run = counts[_status.NOT_RUN]
+            self.done_rows = _status.finished(counts)
+            self.errors = counts[_status.ERROR] + counts[_status.INVALID]
         self.finished_at = time.perf_counter()
         self.version += 1
         self._done.set()
@@ -188,10 +189,9 @@ class BatchJob:
 
 def not_run(frame: Any) -> Any:
     """A boolean mask (numpy) of the rows of a result frame that never ran (cancelled,
-    interrupted, budget reached...: ``classify_error`` says ``not_run``)."""
+    interrupted, budget reached...: status ``not_run``)."""
     import numpy as np
 
-    from dspex_lab.widgets.triage import classify_error
-
-    return np.array([classify_error(e) == "not_run" for e in frame["error"].tolist()],
-                    dtype=bool)
+    if "status" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["status"].astype(object).to_numpy() == _status.NOT_RUN

@@ -23,6 +23,8 @@ from typing import Any
 
 import ipywidgets as w
 
+from dspex_lab.batch import status as _status
+from dspex_lab.batch.progress import STYLES, final_state
 from dspex_lab.widgets._ui import Ticker, error_html, icon_button, table_html, user_namespace
 from dspex_lab.widgets.batch_job import BatchJob, not_run
 
@@ -145,9 +147,9 @@ class BatchRunner(w.VBox):
         self.progress.max = max(1, job.total)
         self.progress.value = min(job.done_rows, self.progress.max)
         self.progress.description = f"{job.done_rows:,} / {job.total:,}"
-        self.progress.bar_style = {"finished": "success", "cancelled": "warning",
-                                   "failed": "danger"}.get(job.state, "info")
-        line = (f"<b>{job.state}</b> · {job.errors:,} errors · {job.tokens:,} tokens · "
+        state = job.state if job.running else final_state(job.state, job.errors)
+        self.progress.bar_style = "info" if job.running else STYLES.get(state, "danger")
+        line = (f"<b>{state}</b> · {job.errors:,} failed · {job.tokens:,} tokens · "
                 f"${job.cost:,.4f} · {job.rows_per_s:,.1f} rows/s")
         if job.not_run:
             line += f" · {job.not_run:,} not run"
@@ -162,8 +164,9 @@ class BatchRunner(w.VBox):
         self.run_button.disabled, self.cancel_button.disabled = False, True
         if self._ticker is not None:
             self._ticker.stop(timeout=0)  # no join: the ticker may be waiting for our lock
-        if self.result is not None and "error" in self.result and \
-                self.result["error"].notna().any() and not self.extra.children:
+        answered = (_status.OK, _status.CACHED)
+        if self.result is not None and "status" in self.result and \
+                not self.result["status"].isin(answered).all() and not self.extra.children:
             button = w.Button(description="Triage failures", icon="search")
             button.on_click(lambda _b: self.triage())
             self.extra.children = (button,)

@@ -117,7 +117,8 @@ def _header(stats: DashboardStats) -> str:
     p95 = "–" if t["p95_ms"] is None else f"{t['p95_ms']:,.0f} ms"
     restarts = sum(n for k, n in stats.worker_events.items() if k in ("died", "restarted"))
     items = [("calls", f"{t['calls']:,}"), ("errors", f"{t['errors']:,}"),
-             ("cached", f"{t['cached']:,}"), ("not run", f"{t['skipped']:,}"),
+             ("cached", f"{t['cached']:,}"), ("not run", f"{t['not_run']:,}"),
+             ("invalid", f"{t['invalid']:,}"),
              ("calls/s", f"{t['calls_per_s']:,.1f}"),
              ("p50", p50), ("p95", p95), ("tokens", f"{t['tokens']:,}"),
              ("cost", f"${t['cost']:,.4f}"), ("workers", str(len(stats.workers))),

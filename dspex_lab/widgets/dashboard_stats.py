@@ -7,7 +7,9 @@ emits its own ``lm.call``). Per call it keeps the latency (the last ``max_latenc
 route (``native``, ``pool``... or ``kernel`` for an LM called directly), tokens, cost and, for
 a failed call, the cause (``triage.classify_error``). Batch rows that made no LM call
 (``run.skipped``: not run because of a cancel, the budget or an open circuit; or inputs that
-do not fit) are counted in ``skipped`` and in their cause, nothing else. Time series are
+do not fit; rows of an ``lm.calls`` table or events whose ``status`` is ``not_run`` or
+``invalid``) are counted in ``skipped`` and in their cause, nothing else: the row's status
+says so, never its error text. Time series are
 per-second buckets relative to the first event, trimmed to the last ``window_s`` seconds.
 Pool workers come from ``pool_status()`` snapshots.
 
@@ -27,14 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from dspex_lab.batch import status as _status
 from dspex_lab.telemetry import CALLS, Event, call_totals
 from dspex_lab.telemetry.bus import finite_number
-from dspex_lab.widgets.triage import classify_error
+from dspex_lab.widgets.triage import classify_error, row_cause
 
 __all__ = ["DashboardStats"]
 
 _BUCKET_FIELDS = 4  # calls, errors, tokens, cost
-_NO_CALL = ("not_run", "input")
+_NO_CALL = {_status.NOT_RUN: "not_run", _status.INVALID: "input"}  # status -> cause
 
 
 class DashboardStats:
@@ -87,13 +90,26 @@ class DashboardStats:
 
     def _calls(self, event: Event) -> bool:
         """A batch's columnar ``lm.calls`` event: summed with Arrow, causes per failure."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
         table = event.fields.get("calls")
         if table is None or not table.num_rows:
             return False
-        sums = call_totals(table)
         names = table.column_names
+        if "status" in names:  # rows inside a part that made no call (circuit open)
+            skipped = pc.is_in(table.column("status"), pa.array(list(_NO_CALL)))
+            skipped_rows = int(pc.sum(skipped).as_py() or 0)
+            if skipped_rows:
+                for state, rows in _status.counts(table.column("status").filter(skipped)
+                                                  ).items():
+                    if rows:
+                        self.causes[_NO_CALL[state]] += rows
+                self.skipped += skipped_rows
+                table = table.filter(pc.invert(skipped))
+                if not table.num_rows:
+                    return True
+        sums = call_totals(table)
         if "latency_ms" in names:
             latency = table.column("latency_ms")
             if "cached" in names:
@@ -101,8 +117,11 @@ class DashboardStats:
             self.latencies.extend(x for x in latency.to_pylist()[-self.latencies.maxlen:]
                                   if finite_number(x) is not None)
         if "error" in names:
-            for error in table.column("error").drop_null().to_pylist():
-                self.causes[classify_error(error) or "exception"] += 1
+            failed = table.filter(pc.is_valid(table.column("error")))
+            kinds = failed.column("error_type").to_pylist() if "error_type" in names else \
+                [None] * failed.num_rows
+            for error, kind in zip(failed.column("error").to_pylist(), kinds, strict=True):
+                self.causes[classify_error(error, kind) or "exception"] += 1
         self._count(event.ts, int(sums["calls"]), int(sums["errors"]),
                     int(sums["prompt_tokens"]), int(sums["completion_tokens"]),
                     float(sums["cost"]), int(sums["cached"]),
@@ -110,11 +129,13 @@ class DashboardStats:
         return True
 
     def _call(self, ts: float, f: dict[str, Any]) -> None:
-        cause = classify_error(f.get("error"))
-        if cause in _NO_CALL:  # a batch row that made no LM call: not run, or bad inputs
+        state = f.get("status")
+        if state in _NO_CALL:  # a batch row that made no LM call: not run, or bad inputs
             self.skipped += 1
-            self.causes[cause] += 1
+            self.causes[_NO_CALL[state]] += 1
             return
+        cause = row_cause(state, f.get("error"), f.get("error_type")) if state else \
+            classify_error(f.get("error"), f.get("error_type"))
         latency = finite_number(f.get("latency_ms"))
         if latency is not None and not f.get("cached"):
             self.latencies.append(latency)
@@ -166,11 +187,12 @@ class DashboardStats:
 
     # -- views -----------------------------------------------------------------------------------
     def totals(self) -> dict[str, Any]:
-        """calls, errors, cached, skipped (rows without a call), tokens, cost, p50/p95 latency
-        (ms), calls/s (last 10 s)."""
+        """calls, errors, cached, skipped (rows without a call: ``not_run`` + ``invalid``),
+        tokens, cost, p50/p95 latency (ms), calls/s (last 10 s)."""
         p50, p95 = self.percentiles()
         return {"calls": self.calls, "errors": self.errors, "cached": self.cached,
-                "skipped": self.skipped,
+                "skipped": self.skipped, "not_run": self.causes["not_run"],
+                "invalid": self.causes["input"],
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "tokens": self.prompt_tokens + self.completion_tokens, "cost": self.cost,

@@ -1,7 +1,9 @@
 """``Triage``: a run's failed rows grouped by cause, their prompts, and targeted retries (the
 model of the ``FailureTriage`` widget; it works without Jupyter).
 
-Causes are read from the ``error`` column (``"Type: message"``, as ``batch.run`` writes it):
+Causes come from the run's ``status`` column (``batch.status``: ``not_run`` and ``invalid``
+rows need no guessing) and, for rows that failed in the LM (``error``), from their
+``error_type`` and ``error`` text:
 
 ========== ==================================================================================
 parse      the LM answered but its reply did not parse or fit the output types
@@ -29,16 +31,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from dspex_lab.batch import status as _status
+from dspex_lab.batch.frame import RESULT_COLUMNS
 from dspex_lab.errors import ConfigurationError
 
-__all__ = ["CAUSES", "FailedRow", "Triage", "classify_error", "render_prompt"]
+__all__ = ["CAUSES", "FailedRow", "Triage", "classify_error", "render_prompt", "row_cause"]
 
 CAUSES = {"parse": "parse errors", "rate_limit": "rate limited", "timeout": "timeouts",
           "input": "invalid inputs", "not_run": "not run", "exception": "exceptions"}
 """Cause -> label, in display order."""
 
-META = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost", "cached")
-_NOT_RUN = ("Interrupted", "Cancelled", "NotRun", "BudgetExceeded", "CircuitOpen", "PoolError")
+META = RESULT_COLUMNS
+_PARSE_TYPES = {"AdapterParseError", "JSONDecodeError"}
+_RATE_TYPES = {"RateLimitError", "LMRateLimitError"}
+_TIMEOUT_TYPES = {"Timeout", "TimeoutError", "TaskTimeout", "APITimeoutError"}
 _PARSE = re.compile(r"parse|AdapterParseError|JSONDecodeError|problems? with the outputs|"
                     r"could not (?:find|extract) .*field", re.I)
 _RATE = re.compile(r"rate.?limit|\b429\b|too many requests", re.I)
@@ -46,29 +52,47 @@ _TIMEOUT = re.compile(r"time.?out|timed out", re.I)
 _RESPONSE = re.compile(r"LM Response:\s*(.*?)\s*Expected to find output fields", re.S)
 
 
-def classify_error(error: Any) -> str | None:
-    """The cause of one ``error`` cell (None when the row did not fail).
+def classify_error(error: Any, error_type: Any = None) -> str | None:
+    """What made a *call* fail: ``parse``, ``rate_limit``, ``timeout`` or ``exception``, from
+    its ``error_type`` (the exception class) and ``error`` text (None when there is no error).
+    Whether a row ran at all is its ``status``, not its text: see ``row_cause``.
 
-    >>> classify_error("LMRateLimitError: Rate limit reached")
+    >>> classify_error("Rate limit reached", "LMRateLimitError")
     'rate_limit'
     >>> classify_error("AdapterParseError: Adapter ChatAdapter failed to parse the LM response")
     'parse'
     """
-    if error is None or (isinstance(error, float) and error != error):
+    if _missing(error):
         return None
-    text = str(error)
-    head = text.split(":", 1)[0].strip()
-    if head in _NOT_RUN:
-        return "not_run"
-    if head == "ValidationError" and "with the inputs" in text:
-        return "input"
-    if _RATE.search(text):
+    text, kind = str(error), "" if _missing(error_type) else str(error_type)
+    if kind in _RATE_TYPES or _RATE.search(text):
         return "rate_limit"
-    if _TIMEOUT.search(head) or _TIMEOUT.search(text):
+    if kind in _TIMEOUT_TYPES or _TIMEOUT.search(text):
         return "timeout"
-    if _PARSE.search(text):
+    if kind in _PARSE_TYPES or _PARSE.search(text):
         return "parse"
     return "exception"
+
+
+def row_cause(status: Any, error: Any = None, error_type: Any = None) -> str | None:
+    """The cause of one row of a run from its status columns: ``not_run``, ``input``
+    (status ``invalid``), a ``classify_error`` cause (status ``error``), or None (``ok``,
+    ``cached``).
+
+    >>> row_cause("not_run", "Cancelled: the run was cancelled", "Cancelled")
+    'not_run'
+    """
+    if status == _status.NOT_RUN:
+        return "not_run"
+    if status == _status.INVALID:
+        return "input"
+    if status == _status.ERROR:
+        return classify_error(error if not _missing(error) else "", error_type) or "exception"
+    return None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 @dataclass(frozen=True)
@@ -124,9 +148,10 @@ class Triage:
             from dspex_lab.batch import last_run
 
             frame = last_run()
-        if frame is None or "error" not in getattr(frame, "columns", ()):
-            raise ConfigurationError("Triage needs a run's result DataFrame (with an 'error' "
-                                     "column); run dspex_lab.run(...) first or pass its frame.")
+        if frame is None or "status" not in getattr(frame, "columns", ()):
+            raise ConfigurationError("Triage needs a run's result DataFrame (with 'status' and "
+                                     "'error' columns); run dspex_lab.run(...) first or pass "
+                                     "its frame.")
         self.frame = frame
         self.program = program
         self.columns = dict(columns or {})
@@ -134,16 +159,22 @@ class Triage:
 
     # -- grouping ------------------------------------------------------------------------------
     def failed(self) -> list[FailedRow]:
-        """Every row whose ``error`` is set, in frame order."""
-        errors = self.frame["error"].tolist()
+        """Every row that did not get an answer (status ``error``, ``invalid`` or
+        ``not_run``), in frame order."""
+        frame = self.frame
+        errors = frame["error"].tolist()
+        types = frame["error_type"].tolist() if "error_type" in frame.columns else \
+            [None] * len(errors)
         inputs = self._input_columns()
         out = []
-        for pos, err in enumerate(errors):
-            cause = classify_error(err)
+        for pos, (state, err, kind) in enumerate(zip(frame["status"].tolist(), errors, types,
+                                                     strict=True)):
+            cause = row_cause(state, err, kind)
             if cause is None:
                 continue
-            values = {c: _plain(self.frame.iloc[pos][c]) for c in inputs}
-            out.append(FailedRow(pos, self.frame.index[pos], cause, str(err), values))
+            values = {c: _plain(frame.iloc[pos][c]) for c in inputs}
+            out.append(FailedRow(pos, frame.index[pos], cause,
+                                 "" if _missing(err) else str(err), values))
         return out
 
     def groups(self) -> dict[str, list[FailedRow]]:
@@ -191,7 +222,8 @@ class Triage:
         fresh = run(self.program, data, temperature=temperature, adapter=adapter, **options)
         self._merge(positions, fresh, inputs)
         log = self.frame.attrs.setdefault("retries", [])
-        log.append({"rows": len(positions), "fixed": int(fresh["error"].isna().sum()),
+        fixed = int(fresh["status"].isin((_status.OK, _status.CACHED)).sum())
+        log.append({"rows": len(positions), "fixed": fixed,
                     "lm": None if options["lm"] is None else str(getattr(options["lm"], "model",
                                                                           options["lm"])),
                     "temperature": temperature, "adapter": adapter})

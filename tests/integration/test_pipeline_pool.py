@@ -5,7 +5,9 @@ an optimizer run in a worker (the warm ``general`` pool, to keep the test fast).
 import sys
 
 import cloudpickle
+import dspy
 import pandas as pd
+import pydantic
 import pytest
 
 from dspex_lab import batch
@@ -133,3 +135,45 @@ def test_a_map_over_many_items_goes_through_batch_run(dspy_lm):
     assert "server had an error" in each.children[-1].error
     with pytest.raises(PipelineError, match="failed for 1 of 21 items of map 'each'"):
         p(questions=questions, lm=dspy_lm, cache=False)
+
+
+class Keywords(dspy.Module):
+    """A custom module that returns a list, a dict and a pydantic model (one real LM call)."""
+
+    def __init__(self):
+        super().__init__()
+        self.answer = dspy.Predict("question -> answer")
+
+    def forward(self, question, limits):
+        answer = self.answer(question=question).answer
+        return dspy.Prediction(words=question.rstrip("?").split()[:limits["n"]],
+                               stats={"chars": len(question), "answer": answer},
+                               summary=Summary(answer=answer, words=len(question.split())))
+
+
+class Summary(pydantic.BaseModel):
+    answer: str
+    words: int
+
+
+def test_custom_module_outputs_keep_their_values_and_types(dspy_lm):
+    step = dspy_step(Keywords(), inputs=["question", "limits"],
+                     outputs=["words", "stats", "summary"], name="kw")
+    p = Pipeline([step, native(lambda words: len(words), output="n_words", name="count")])
+    for implementation in (None, "native"):          # a worker of the pool, and the kernel
+        r = p(question="What is 2 + 3?", limits={"n": 3}, lm=dspy_lm, cache=False,
+              implementation=implementation)
+        assert r.ok, r.errors
+        assert r.words == ["What", "is", "2"] and r.n_words == 3
+        assert r.stats == {"chars": 14, "answer": "5"}
+        assert r.summary == Summary(answer="5", words=5)
+    assert r.step("kw").route == "native" and p(question="What is 1 + 1?", limits={"n": 1},
+                                                 lm=dspy_lm).step("kw").route == "pool"
+    # a declared type is still checked, and the code/JSON forms keep the declarations
+    typed = dspy_step(Keywords(), inputs=["question", "limits: dict[str, int]"],
+                      outputs=["words: list[int]", "stats", "summary"], name="kw")
+    with pytest.raises(PipelineError, match=r"words\[0\]: expected int"):
+        Pipeline([typed])(question="What is 2 + 3?", limits={"n": 1}, lm=dspy_lm)
+    assert "inputs=['question', 'limits: dict[str, int]']" in Pipeline([typed]).to_code()
+    loaded = Pipeline.from_dict(Pipeline([typed]).to_dict(allow_pickle=True), allow_pickle=True)
+    assert str(loaded.step("kw").signature) == str(typed.signature)

@@ -17,6 +17,7 @@ column). What a module returns becomes the row's outputs: see ``runtime.outputs_
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -124,10 +125,10 @@ def as_program(obj: Any, *, module: str = "predict", tools: Sequence[Callable[..
     >>> as_program("question -> answer").kind
     'predict'
     """
-    if isinstance(obj, Program):
-        return obj
+    if isinstance(obj, Program):  # a fresh copy: its key is computed again, from the program
+        return dataclasses.replace(obj)  # as it is now (a tool's global may have changed)
     if hasattr(obj, "__dspex_program__"):
-        return obj.__dspex_program__()
+        return dataclasses.replace(obj.__dspex_program__())
     if module not in MODULE_KINDS or module == "module":
         kinds = ", ".join(k for k in MODULE_KINDS if k != "module")
         raise ConfigurationError(f"Unknown module {module!r}; use one of: {kinds}.")

@@ -93,6 +93,22 @@ def test_a_changed_global_read_by_a_tool_or_by_forward_gets_a_new_key():
     assert key("x: int -> answer: int", module="react", tools=[ns["lookup"]]) != sig
 
 
+def test_a_program_kept_and_run_again_is_keyed_as_it_is_now():
+    """A Program held by the caller (``%%dspex --save``, a compiled program, a pipeline) is
+    keyed again each time it is run: a tool's global that changed gives a new key."""
+    ns = cell('''
+        OFFSET = 1
+        def lookup(x: int) -> int:
+            """Add the offset."""
+            return x + OFFSET
+    ''')
+    kept = as_program("x: int -> answer: int", module="react", tools=[ns["lookup"]])
+    first = as_program(kept).key
+    assert as_program(kept).key == first
+    ns["OFFSET"] = 2
+    assert as_program(kept).key != first
+
+
 def test_a_global_function_called_by_forward_is_followed():
     ns = cell('''
         def helper(x):

@@ -295,20 +295,21 @@ async def close_sessions() -> None:
         await _SESSIONS.pop(key).close()
 
 
-_TRANSPORTS: dict[tuple[Any, ...], Any] = {}
+_TRANSPORTS: dict[tuple[Any, ...], tuple[Any, Any, Any, Any]] = {}
 
 
 def fast_transport(module: Any, lm: Any, adapter: Any, timeout: float | None
                    ) -> FastTransport | str:
     """A (per-process cached) ``FastTransport``, or the reason the program cannot use one."""
     key = (id(module), id(lm), id(adapter), timeout)
-    found = _TRANSPORTS.get(key)
-    if found is None:
+    entry = _TRANSPORTS.get(key)
+    # the entry holds its objects, so an id reused by a new object never matches an old entry
+    if entry is None or entry[0] is not module or entry[1] is not lm or entry[2] is not adapter:
         try:
-            found = FastTransport(module, lm, adapter, timeout)
+            found: FastTransport | str = FastTransport(module, lm, adapter, timeout)
         except NotEligible as exc:
             found = str(exc)
         if len(_TRANSPORTS) > 64:
             _TRANSPORTS.clear()
-        _TRANSPORTS[key] = found
-    return found
+        entry = _TRANSPORTS[key] = (module, lm, adapter, found)
+    return entry[3]

@@ -104,7 +104,7 @@ def _settings(request: DspexRequest, namespace: MutableMapping[str, Any], cfg: D
                 f"Give either a signature or --with {request.with_}, not both (the saved "
                 f"program already has a signature); got signature {request.signature!r}.")
         saved = saved_programs.lookup(request.with_, namespace, module=module)
-        program = saved.program
+        program = as_program(saved.program)  # keyed as it is now
         if request.module and program.kind != "module" and request.module != program.kind:
             program = as_program(program.signature, module=request.module,
                                  tools=_tools(request.tools, namespace) or program.tools)

@@ -166,7 +166,11 @@ def states_from(pipeline: Pipeline, source: Any) -> dict[str, dict[str, Any]]:
 
 
 def fingerprint(pipeline: Pipeline) -> str:
-    """A short hash of the pipeline's structure and code (not of its optimized state)."""
+    """A short hash of the pipeline's structure and code (not of its optimized state): its
+    steps, their functions' code and the globals they read, modules, tools (see
+    ``dspex_lab.identity``)."""
+    from dspex_lab.identity import fingerprint as identity
+
     parts = [pipeline.name, str(pipeline.plan.inputs), str(pipeline.plan.outputs)]
     for s in walk(pipeline.steps):
         parts.append(f"{s.kind}:{s.name}:{s.reads}:{s.writes}")
@@ -174,7 +178,8 @@ def fingerprint(pipeline: Pipeline) -> str:
             parts.append(_code_id(s.fn))
         elif isinstance(s, DSPyStep):
             parts.append(f"{s.module}:{s.signature}:{s.signature.instructions}:{s.options}"
-                         f":{[_code_id(t) for t in s.tools]}:{type(s.custom).__qualname__}")
+                         f":{[_code_id(t) for t in s.tools]}:{type(s.custom).__qualname__}"
+                         f":{identity((s.signature, s.tools, s.custom))}")
         elif isinstance(s, When):
             parts.append(_code_id(s.condition))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -185,9 +190,10 @@ def _code_id(obj: Any) -> str:
         return obj
     if hasattr(obj, "text") and hasattr(obj, "variables"):
         return f"template:{obj.text}"
+    from dspex_lab.identity import fingerprint as identity
+
     code = getattr(obj, "__code__", None)
-    body = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12] \
-        if code is not None else ""
+    body = identity(obj)[:16] if code is not None else ""
     return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', repr(obj))}:{body}"
 
 

@@ -47,15 +47,33 @@ def make_portable(*objects: Any) -> None:
 def _module_signatures(module: Any) -> list[type]:
     """The signature classes held by ``module`` and its sub-modules."""
     found: list[type] = []
-    try:
-        subs = [module, *(m for _, m in module.named_sub_modules())]
-    except Exception:  # not a dspy.Module after all
-        return found
-    for sub in subs:
-        for value in vars(sub).values():
-            if isinstance(value, type) and _is_model(value):
-                found.append(value)
+    seen: set[int] = set()
+    todo = [module]
+    while todo:  # modules, and the modules in their lists, tuples and dicts
+        sub = todo.pop()
+        if id(sub) in seen or not hasattr(sub, "__dict__"):
+            continue
+        seen.add(id(sub))
+        for name, value in vars(sub).items():
+            if name in _NOT_WALKED:
+                continue
+            items = value.values() if isinstance(value, dict) else \
+                value if isinstance(value, list | tuple) else (value,)
+            for item in items:
+                if isinstance(item, type):
+                    if _is_model(item):
+                        found.append(item)
+                elif _is_module(item):
+                    todo.append(item)
     return found
+
+
+_NOT_WALKED = frozenset({"history", "callbacks"})  # a module's call log grows with every call
+
+
+def _is_module(obj: Any) -> bool:
+    return any(c.__name__ == "Module" and c.__module__.startswith("dspy")
+               for c in type(obj).__mro__)
 
 
 def _fix_class(cls: type, seen: set[int]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from dspex_lab import telemetry
 from dspex_lab.batch import recording as _replay
+from dspex_lab.batch.retry import classify
 from dspex_lab.cache import cache_key, get_cache
 from dspex_lab.errors import LMError, LMTimeout
 from dspex_lab.kernel_settings import KernelSettings, capture
@@ -112,7 +113,7 @@ def _run_translating_lm_errors(program: Program, inputs: dict[str, Any], lm: Any
                 status=status, retryable=True) from exc
         raise LMError(
             f"The LM call to {getattr(lm, 'model', lm)} failed: {exc}",
-            status=status, retryable=status in (408, 409, 429, 500, 502, 503, 504),
+            status=status, retryable=classify(exc).retryable,  # the batch runs' own rule
         ) from exc
 
 

@@ -41,6 +41,18 @@ class CallInfo:
     completion_tokens: int
     cost: float
     cached: bool
+    cached_at: float | None = None      # a cached answer: when it was stored (time.time())
+    cached_session: str | None = None   # ... and by which session (``cache.SESSION``)
+
+    @property
+    def cache_origin(self) -> str | None:
+        """Where a cached answer came from ("from an earlier session, 2 h ago"); None when
+        not cached or stored without a time (by a batch run, or an older version)."""
+        if not self.cached or self.cached_at is None:
+            return None
+        from dspex_lab.cache import origin
+
+        return origin(self.cached_at, self.cached_session)
 
 
 def lm_identity(lm: Any) -> str:
@@ -193,17 +205,23 @@ def call_program(operation: str, program: Program, inputs: dict[str, Any], *, lm
             {k: outputs[k] for k in program.output_names if k in outputs})
         outputs = {**outputs, **checked}
     prediction = dspy.Prediction(**outputs)
+    if result.get("completions"):  # dspy.Predict(sig, n=3): every completion, as DSPy gives
+        prediction = dspy.Prediction.from_completions(result["completions"])
+        prediction._store.update(outputs)
     if settings.track_usage:
         prediction.set_lm_usage(result.get("lm_usage") or {})
     prediction._dspex = CallInfo(operation, route, result.get("model", getattr(spec, "model", "")),
                                  (time.perf_counter() - start) * 1e3,
                                  result.get("prompt_tokens", 0), result.get("completion_tokens", 0),
-                                 result.get("cost", 0.0), bool(result.get("cached")))
+                                 result.get("cost", 0.0), bool(result.get("cached")),
+                                 result.get("cached_at"), result.get("cached_session"))
     return prediction
 
 
 def _cacheable(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k not in ("latency_ms", "lm_usage")}
+    from dspex_lab.cache import stamped
+
+    return stamped({k: v for k, v in result.items() if k not in ("latency_ms", "lm_usage")})
 
 
 def predict(sig: Any, /, *, lm: Any = None, adapter: Any = None,

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -47,7 +48,7 @@ def demo(rows: int = 8, workers: int | None = None) -> int:
     results = dspex_lab.run(sig, df, progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
     with pd.option_context("display.width", 120, "display.max_colwidth", 48):
-        print(results[["question", "answer", "confidence", "error", "latency_ms",
+        print(results[["question", "answer", "confidence", "status", "error", "latency_ms",
                        "prompt_tokens", "completion_tokens", "cost"]].to_string())
     usage = results.attrs.get("usage", {})
     print("\nsummary")
@@ -59,8 +60,16 @@ def demo(rows: int = 8, workers: int | None = None) -> int:
     if len(routes):
         print("\nrouting decisions")
         print(routes.groupby(["operation", "route"]).size().to_string())
-    failed = int(results["error"].notna().sum())
-    return 1 if failed == len(results) else 0
+    return demo_exit_code(results)
+
+
+def demo_exit_code(results: Any) -> int:
+    """1 when no row was answered (every row failed or never ran), else 0; read from the
+    ``status`` column, never from the error text."""
+    from dspex_lab.batch.status import CACHED, OK
+
+    answered = int(results["status"].isin([OK, CACHED]).sum())
+    return 0 if answered or not len(results) else 1
 
 
 def lab(notebooks: str | None = None, extra: Sequence[str] = ()) -> int:

@@ -11,6 +11,7 @@ The tree::
     ├── ProtocolError         a malformed, truncated or unknown wire frame
     ├── TemplateError         a template with bad syntax or missing variables
     ├── PipelineError         a pipeline that is wired wrong or failed at a step
+    │   └── StepTimeout       a step ran past the run's (or row's) ``timeout``
     ├── LMError               an LM call failed (after retries); ``status`` when HTTP
     │   ├── CircuitOpen       the circuit breaker refuses calls to a failing LM
     │   └── LMTimeout         the LM did not answer within the call's ``timeout``
@@ -46,6 +47,7 @@ __all__ = [
     "RoutingError",
     "RunError",
     "SignatureError",
+    "StepTimeout",
     "TaskCancelled",
     "TaskError",
     "TaskTimeout",
@@ -223,3 +225,9 @@ class Interrupted(DspexError):
 
 class LMTimeout(LMError, TimeoutError):
     """The LM did not answer within the call's ``timeout`` (the worker is kept)."""
+
+
+class StepTimeout(PipelineError, TimeoutError):
+    """A pipeline step ran past the run's (or the batch row's) ``timeout``. Only that run or
+    row fails; a native step that never returns is left running in an abandoned daemon thread
+    (Python cannot kill a thread)."""

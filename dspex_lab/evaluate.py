@@ -14,10 +14,13 @@ outputs under their own names (never renamed). A metric is
 
 ``score`` is DSPy's percentage, ``round(100 * sum(row scores) / rows, 2)``, rows that errored
 counting 0: ``dspy.Evaluate(devset=..., metric=...)(program).score`` gives the same number on
-the same rows. ``results`` is DSPy's list of ``(example, prediction, score)``; ``table`` is a
-DataFrame with two levels of columns, so that a label and an output of the same name both keep
-it: ``("example", column)`` for every column of the data as given, ``("pred", field)`` for
-every output (``reasoning`` too), then ``score``, ``feedback`` (when the metric gave some),
+the same rows. Rows that never ran (status ``not_run``: the run was interrupted, cancelled,
+stopped at its budget...) are not scored: their score is NaN, ``n_not_scored`` counts them
+and ``score`` is over the scored rows (the repr says so); ``not_scored()`` lists them.
+``results`` is DSPy's list of ``(example, prediction, score)``; ``table`` is a DataFrame
+with two levels of columns, so that a label and an output of the same name both keep it:
+``("example", column)`` for every column of the data as given, ``("pred", field)`` for every
+output (``reasoning`` too), then ``score``, ``feedback`` (when the metric gave some),
 ``error``, latency, tokens, cost and ``cached`` (``table["score"]`` is a plain column).
 
     >>> res = dspex_lab.evaluate("question -> answer", df, metric="exact_match")
@@ -43,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspex_lab import telemetry
+from dspex_lab.batch.status import NOT_RUN
 from dspex_lab.errors import ConfigurationError
 from dspex_lab.native.metrics import Metric, accuracy, exact_match, f1
 from dspex_lab.programs import Program, as_program
@@ -107,16 +111,33 @@ class EvaluationResult:
 
     @property
     def n_errors(self) -> int:
-        return int(self.table["error"].notna().sum())
+        return int((self.table["error"].notna() & self._scored).sum())
+
+    @property
+    def n_not_scored(self) -> int:
+        """Rows that never ran (status ``not_run``), left out of ``score``."""
+        return int((~self._scored).sum())
+
+    @property
+    def _scored(self) -> Any:
+        import pandas as pd
+
+        if "status" not in self.table.columns.get_level_values(0):
+            return pd.Series(True, index=self.table.index)
+        return self.table["status"] != NOT_RUN
 
     def failures(self, threshold: float = 1.0) -> Any:
-        """The rows that errored or scored below ``threshold``."""
+        """The rows that errored or scored below ``threshold`` (rows not run are not here)."""
         table = self.table
-        return table[table["error"].notna() | (table["score"] < threshold)]
+        return table[(table["error"].notna() | (table["score"] < threshold)) & self._scored]
 
     def errors(self) -> Any:
         """The rows whose call (or metric) raised; their ``error`` column says why."""
-        return self.table[self.table["error"].notna()]
+        return self.table[self.table["error"].notna() & self._scored]
+
+    def not_scored(self) -> Any:
+        """The rows that never ran (interrupted, cancelled...): a re-run computes them."""
+        return self.table[~self._scored]
 
     @property
     def results(self) -> list[tuple[Any, Any, float]]:
@@ -130,8 +151,9 @@ class EvaluationResult:
             examples = view.examples(self.table["example"])
         preds = _records(self.table["pred"])
         return [(ex, dspy.Prediction(**p) if not err else dspy.Prediction(), s)
-                for ex, p, err, s in zip(examples, preds, self.table["error"].notna(),
-                                         self.table["score"].tolist(), strict=True)]
+                for ex, p, err, s, scored in zip(examples, preds, self.table["error"].notna(),
+                                                 self.table["score"].tolist(),
+                                                 self._scored.tolist(), strict=True) if scored]
 
     @property
     def usage(self) -> dict[str, float]:
@@ -146,6 +168,9 @@ class EvaluationResult:
         items = [("metric", self.metric), ("score", f"{self.score:g}%"), ("rows", str(self.n)),
                  ("errors", str(self.n_errors)), ("failures", str(len(self.failures()))),
                  ("time", f"{self.elapsed_s:.2f} s")]
+        if self.n_not_scored:
+            items.insert(3, ("not_scored", f"{self.n_not_scored} (never ran; the score is over "
+                                           f"the {self.n - self.n_not_scored} scored rows)"))
         usage = self.usage
         if usage.get("prompt_tokens") or usage.get("completion_tokens"):
             tokens = int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
@@ -246,12 +271,15 @@ def evaluate(program: Any, data: Any, metric: Any = exact_match, *,
                               program=repr(prog), gold=gold_cols,
                               elapsed_s=time.perf_counter() - start, view=view, devset=devset)
     telemetry.emit("evaluate", metric=result.metric, score=score, rows=len(table),
-                   errors=result.n_errors, duration_ms=result.elapsed_s * 1e3)
+                   errors=result.n_errors, not_scored=result.n_not_scored,
+                   duration_ms=result.elapsed_s * 1e3)
     return result
 
 
 def dspy_score(scores: Sequence[float]) -> float:
-    """The score ``dspy.Evaluate`` reports: the percentage of the sum, rounded to 2 places."""
+    """The score ``dspy.Evaluate`` reports: the percentage of the sum, rounded to 2 places.
+    NaN scores (rows that never ran) are left out."""
+    scores = [s for s in scores if not math.isnan(s)]
     return round(100 * sum(scores) / len(scores), 2) if scores else 0.0
 
 
@@ -380,15 +408,18 @@ def score_predictions(prog: Program, frame: Any, predictions: Any, metric: Any,
     view = view or ExampleView(tuple(prog.input_names))
     preds = prediction_frame(predictions, view.inputs)
     errors = [_error_text(e) for e in _column(predictions, "error", len(frame))]
+    not_run = [s == NOT_RUN for s in _column(predictions, "status", len(frame))]
     feedback: list[Any] = [None] * len(frame)
     if kind == "native":
         gold_cols = dict(gold_cols or {}) or _same_named(frame, preds, view)
         scores = _native_scores(metric, preds, frame, gold_cols)
     else:
-        scores, feedback, problems = _callable_scores(metric, kind, frame, preds, errors, view,
+        skip = [e or ("not run" if n else None) for e, n in zip(errors, not_run, strict=True)]
+        scores, feedback, problems = _callable_scores(metric, kind, frame, preds, skip, view,
                                                       devset)
         errors = [e or p for e, p in zip(errors, problems, strict=True)]
-    scores = [0.0 if err else s for s, err in zip(scores, errors, strict=True)]
+    scores = [math.nan if n else 0.0 if err else s
+              for s, err, n in zip(scores, errors, not_run, strict=True)]
     table = pd.concat({"example": frame, "pred": preds.set_axis(frame.index)}, axis=1)
     table[("score", "")] = pd.Series(scores, index=frame.index, dtype="float64")
     if any(f is not None for f in feedback):

@@ -42,6 +42,7 @@ log = logging.getLogger("dspex_lab.labext")
 
 COMM_TARGET = "dspex_lab"
 _CALL_KINDS = ("lm.call", "pool.task_finished")
+_FAILED = ("error", "invalid")  # batch.status.FAILED: the statuses counted as errors
 _IN_FLIGHT = 64
 _POOL_KEYS = ("name", "size", "alive", "busy", "queued", "tasks_done", "restarts")
 _channels: dict[str, LabChannel] = {}
@@ -109,8 +110,12 @@ class TelemetryAggregator:
             self.progress = _panel_progress(fields)
         elif event.kind == "run.finished":
             self.progress = None  # the panel shows runs in progress only
+        elif event.kind == "run.skipped" and fields.get("reason") == "input":
+            # rows whose inputs do not fit: failed rows, as the run's usage counts them
+            self.errors += int(finite_number(fields.get("rows")) or 0)
         if event.kind in _CALL_KINDS:
-            self.errors += bool(error)
+            state = fields.get("status")
+            self.errors += state in _FAILED if state is not None else bool(error)
             self._recent.append(self._call_row(event))
 
     def _feed_calls(self, event: Event) -> None:

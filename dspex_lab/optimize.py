@@ -22,7 +22,10 @@ a ``dspy.LM``) and are rebuilt in the worker:
     >>> optimize(prog, train, metric, "GEPA", reflection_lm="strong", auto="light")
 
 The metric decides what the labels are: every column that is not an input travels with the
-example under its own name (``example.expected``), as in DSPy.
+example under its own name (``example.expected``), as in DSPy. The kernel's ``dspy.settings``
+(``dspy.configure(adapter=dspy.JSONAdapter())``, ...) reach the compile as they reach ``run``
+(``kernel_settings``). ``compiled.score`` is a percentage, like ``dspy.Evaluate``'s: the
+optimizer's own score, else the program's score on ``valset``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from typing import Any
 from dspex_lab import telemetry
 from dspex_lab.errors import ConfigurationError
 from dspex_lab.evaluate import resolve_metric
+from dspex_lab.kernel_settings import KernelSettings, capture
 from dspex_lab.persistence import CompiledProgram
 from dspex_lab.programs import Program, as_program
 from dspex_lab.router import get_router, register
@@ -127,6 +131,7 @@ class CompileTask:
     valset: list[dict[str, Any]] | None
     input_fields: tuple[str, ...]
     lm: Any
+    settings: KernelSettings | None = None  # the kernel's dspy settings (kernel_settings)
 
 
 def optimize(program: Any, trainset: Any, metric: Any = None, optimizer: Any = "BootstrapFewShot",
@@ -163,7 +168,7 @@ def optimize(program: Any, trainset: Any, metric: Any = None, optimizer: Any = "
     val = examples(valset, inputs, columns, what="valset") if valset is not None else None
     spec = resolve_lm(lm)
     task = CompileTask(prog, _sendable(optimizer), dict(optimizer_kwargs), dspy_metric, train,
-                       val, inputs, spec)
+                       val, inputs, spec, capture())
     start = time.perf_counter()
     error: str | None = None
     with _Spinner(f"optimize {name} ({len(train)} examples)", progress) as spinner:
@@ -327,7 +332,7 @@ def _compiled(prog: Program, outcome: dict[str, Any], name: str, task: CompileTa
 
 
 def _summary(compiled: CompiledProgram) -> str:
-    score = "" if compiled.score is None else f", score {compiled.score:.3g}"
+    score = "" if compiled.score is None else f", score {compiled.score:.3g}%"
     return (f"optimize {compiled.optimizer}: {compiled.demos} demos{score}, "
             f"{compiled.metadata.get('trainset_size')} examples")
 
@@ -389,7 +394,8 @@ def compile_task(task: CompileTask) -> dict[str, Any]:
     train = [dspy.Example(**r).with_inputs(*task.input_fields) for r in task.trainset]
     val = ([dspy.Example(**r).with_inputs(*task.input_fields) for r in task.valset]
            if task.valset is not None else None)
-    with dspy.context(lm=lm), _captured() as log:
+    settings = task.settings or KernelSettings()
+    with settings.context(lm=lm), _captured() as log:
         optimizer, compile_kwargs = _make_optimizer(task, train)
         params = inspect.signature(optimizer.compile).parameters
         if val is not None and "valset" in params:
@@ -454,13 +460,13 @@ def _make_optimizer(task: CompileTask, train: list[Any]) -> tuple[Any, dict[str,
 
 
 def _known_score(compiled: Any) -> tuple[float | None, str | None]:
-    """The score an optimizer attached (DSPy reports percentages; this is 0-1)."""
+    """The score an optimizer attached (a percentage, as DSPy reports it)."""
     score = getattr(compiled, "score", None)
     if isinstance(score, (int, float)):
-        return float(score) / 100, "optimizer"
+        return float(score), "optimizer"
     candidates = getattr(compiled, "candidate_programs", None)
     if candidates and isinstance(candidates[0], dict) and "score" in candidates[0]:
-        return float(candidates[0]["score"]) / 100, "optimizer"
+        return float(candidates[0]["score"]), "optimizer"
     return None, None
 
 
@@ -469,7 +475,7 @@ def _validation_score(compiled: Any, valset: list[Any], metric: DspyMetric) -> f
 
     evaluator = dspy.Evaluate(devset=valset, metric=metric, num_threads=1,
                               display_progress=False, max_errors=len(valset) + 1)
-    return float(evaluator(compiled).score) / 100
+    return float(evaluator(compiled).score)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,8 @@ from dspex_lab.programs import Program, as_program
 __all__ = ["FORMAT", "CompiledProgram", "import_path", "load", "resolve_import_path"]
 
 FORMAT = "dspex_lab.compiled_program"
-VERSION = 1
+VERSION = 2
+"""Format version; 2: ``score`` is a percentage (0-100, like ``dspy.Evaluate``), 1: 0-1."""
 _DSPY_KINDS = {"Predict": "predict", "ChainOfThought": "cot"}
 
 
@@ -37,7 +38,7 @@ class CompiledProgram:
 
     ``program`` is a ``Program`` of kind ``module`` wrapping the compiled ``dspy.Module``
     (``module``), ``demos`` the number of few-shot demos, ``score`` the optimizer's validation
-    score (0-1) when known.
+    score as a percentage (0-100, like ``dspy.Evaluate`` and ``evaluate().score``) when known.
     """
 
     def __init__(self, base: Program, state: dict[str, Any], *, optimizer: str = "",
@@ -128,7 +129,7 @@ class CompiledProgram:
         items = [("program", repr(self.base)), ("optimizer", self.optimizer or "-"),
                  ("demos", str(self.demos))]
         if self.score is not None:
-            items.append(("score", f"{self.score:.4g}"))
+            items.append(("score", f"{self.score:.4g}%"))
         for key in ("trainset_size", "elapsed_s"):
             if key in self.metadata:
                 value = self.metadata[key]
@@ -247,8 +248,11 @@ def load(path: str | Path, *, tools: Sequence[Callable[..., Any]] = (),
             f"{data['version']}); upgrade dspex_lab to load it."
         )
     base = rebuild_program(data["program"], tools=tools, module=module)
+    score = data.get("score")
+    if isinstance(score, int | float) and data.get("version", 0) < 2:
+        score = round(score * 100, 10)  # version 1 kept scores as 0-1
     compiled = CompiledProgram(base, data.get("state") or {}, optimizer=data.get("optimizer", ""),
-                               score=data.get("score"), metadata=data.get("metadata"))
+                               score=score, metadata=data.get("metadata"))
     compiled.module  # noqa: B018 (build now, so a state that does not fit fails at load time)
     return compiled
 

@@ -147,6 +147,7 @@ def as_program(obj: Any, *, module: str = "predict", tools: Sequence[Callable[..
                 f"A {type(obj).__name__} module runs as it is: tools=, instructions= and "
                 "module options apply to signatures. Set them on the module itself, or "
                 "pass a signature.")
+        _check_callable_by_name(obj)
         return Program("module", _module_signature(obj), (), obj, {})
     if isinstance(obj, type) and _is_dspy_signature_class(obj):
         cls = obj.with_instructions(instructions) if instructions else obj
@@ -156,6 +157,29 @@ def as_program(obj: Any, *, module: str = "predict", tools: Sequence[Callable[..
         "'question -> answer', a dspex_lab Signature, a dspy.Signature class, a dspy.Module "
         "or a Pipeline."
     )
+
+
+def _check_callable_by_name(mod: Any) -> None:
+    """dspex_lab calls ``module(**inputs)`` (sync, inputs by name), as a notebook loop over
+    ``df.to_dict("records")`` does: an async-only module or a ``forward(*args)`` cannot run."""
+    cls = type(mod)
+    if getattr(cls, "forward", None) is None and callable(getattr(cls, "aforward", None)):
+        raise ConfigurationError(
+            f"{cls.__name__} defines only aforward(): dspex_lab runs a module's forward() in "
+            "worker threads and does not run async modules. Add a forward() (e.g. "
+            "`def forward(self, **kw): return asyncio.run(self.aforward(**kw))`), or call "
+            "`await module.acall(...)` in the notebook.")
+    forward = getattr(cls, "forward", None)
+    try:
+        params = list(inspect.signature(forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY,
+                                             p.VAR_KEYWORD)]
+    if not named and any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise ConfigurationError(
+            f"{cls.__name__}.forward takes only *args; dspex_lab passes each row's columns "
+            "by name (module(**row)). Give forward named parameters (or **kwargs).")
 
 
 def _is_dspy_module(obj: Any) -> bool:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from typing import Any
 
 from dspex_lab.kernel_settings import ADAPTERS, KernelSettings, make_adapter
 from dspex_lab.programs import Program
 
-__all__ = ["ADAPTERS", "OUTPUT", "build_lm", "build_module", "make_adapter", "outputs_of",
-           "run_program"]
+__all__ = ["ADAPTERS", "OUTPUT", "build_lm", "build_module", "completions_of", "make_adapter",
+           "outputs_of", "run_program"]
 
 _MODULES: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _LMS: dict[Any, Any] = {}
@@ -48,8 +49,67 @@ def build_lm(spec: Any, **overrides: Any) -> Any:
         return lm
 
 
+def _thread_safe_progress_bars() -> None:
+    """Make tqdm's registry of bars safe for rows running in threads, once per process.
+
+    ``module.batch``/``dspy.Parallel`` inside ``forward`` create (disabled) tqdm bars and
+    clear ``tqdm._instances`` without tqdm's lock; with a worker's rows in threads, that
+    races (``KeyError: <weakref ...>``, seen with plain DSPy in threads too). A locked
+    registry that forgets a bar twice without error removes the race, not the bars.
+    """
+    global _PROGRESS_SAFE
+    if _PROGRESS_SAFE:
+        return
+    _PROGRESS_SAFE = True
+    try:
+        import tqdm
+    except ImportError:  # pragma: no cover - dspy depends on tqdm
+        return
+    bars = tqdm.tqdm._instances
+    if not isinstance(bars, _LockedWeakSet):
+        tqdm.tqdm._instances = _LockedWeakSet(bars)
+
+
+class _LockedWeakSet(weakref.WeakSet):
+    """A WeakSet whose changes and iteration hold one lock; ``remove`` of a missing item is
+    a no-op (tqdm's own ``_decr_instances`` already treats it so)."""
+
+    def __init__(self, data: Any = None) -> None:
+        self._guard = threading.RLock()
+        super().__init__(data)
+
+    def add(self, item: Any) -> None:
+        with self._guard:
+            super().add(item)
+
+    def remove(self, item: Any) -> None:
+        with self._guard:
+            self.discard(item)
+
+    def discard(self, item: Any) -> None:
+        with self._guard:
+            super().discard(item)
+
+    def clear(self) -> None:
+        with self._guard:
+            super().clear()
+
+    def __iter__(self):
+        with self._guard:
+            items = list(super().__iter__())
+        return iter(items)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return super().__len__()
+
+
+_PROGRESS_SAFE = False
+
+
 def build_module(program: Program) -> Any:
     """The ``dspy.Module`` for ``program``, built once per process (bounded LRU)."""
+    _thread_safe_progress_bars()
     key = (program.kind, program.key)
     with _LOCK:
         module = _MODULES.get(key)
@@ -98,6 +158,7 @@ def run_program(program: Program, inputs: dict[str, Any], lm: Any, *,
     prompt_tokens, completion_tokens, cost = usage_totals(lm_usage)
     return {
         "outputs": outputs_of(prediction),
+        "completions": completions_of(prediction),
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "cost": cost,
@@ -119,6 +180,15 @@ def outputs_of(value: Any) -> dict[str, Any]:
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return dict(value)
     return {OUTPUT: value}
+
+
+def completions_of(value: Any) -> list[dict[str, Any]] | None:
+    """Every completion of a ``dspy.Prediction`` with more than one (``dspy.Predict(sig,
+    n=3)``), as dicts; None otherwise (the outputs are the first completion's fields)."""
+    completions = getattr(value, "completions", None) if _is_example(value) else None
+    if completions is None or len(completions) < 2:
+        return None
+    return [dict(completions[i].items()) for i in range(len(completions))]
 
 
 def _is_example(value: Any) -> bool:

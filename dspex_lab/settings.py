@@ -25,7 +25,7 @@ def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None,
               pools: Mapping[str, Mapping[str, Any] | None] | None = None,
               backend: str | None = None, address: str | None = None, client: Any = None,
               cluster: Mapping[str, Any] | None = None, redact_prompts: bool | None = None,
-              **lm_kwargs: Any) -> None:
+              embedded: Mapping[str, Any] | None = None, **lm_kwargs: Any) -> None:
     """Configure dspex_lab; only the groups you pass change.
 
     ``lm``/``lms``/``**lm_kwargs``: the default and named LMs (any litellm model string).
@@ -34,16 +34,18 @@ def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None,
     scheduler, a ready ``client``, or neither for a ``LocalCluster`` whose options are
     ``cluster``, e.g. ``{"n_workers": 1, "threads_per_worker": 8}``).
     ``redact_prompts``: keep prompt and response text out of telemetry.
+    ``embedded``: the embedded LM's knobs, e.g. ``{"latency_ms": 200, "jitter_ms": 50,
+    "error_rate": 0.1}`` (``dspex_lab.lm.config.configure_embedded``).
     """
     if backend is None and (address is not None or client is not None):
         backend = "dask"
     if backend is not None and backend not in BACKENDS:
         raise ConfigurationError(
             f"Unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}.")
-    if lm is not None or lms is not None or lm_kwargs:
+    if lm is not None or lms is not None or lm_kwargs or embedded is not None:
         from dspex_lab.lm import configure as configure_lm
 
-        configure_lm(lm, lms=lms, **lm_kwargs)
+        configure_lm(lm, lms=lms, embedded=embedded, **lm_kwargs)
     if pools is not None:
         from dspex_lab.workers import configure_pools
 

@@ -1,5 +1,13 @@
 """The result cache: memory LRU in front of SQLite."""
 
+import hashlib
+import json
+import subprocess
+import sys
+
+import dspy
+import numpy as np
+
 from dspex_lab.cache import ResultCache, cache_key
 
 
@@ -90,3 +98,40 @@ def test_entries_written_as_json_by_older_versions_are_still_read(tmp_path):
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO results VALUES (?, ?)", ("old", '{"answer": "Paris"}'))
     assert ResultCache(path).get_many(["old", "new"]) == {"old": {"answer": "Paris"}, "new": 1}
+
+
+_VALUES_SCRIPT = """
+import json, sys
+import dspy, numpy as np
+from dspex_lab.cache import cache_key
+values = {
+    "history": dspy.History(messages=[{"question": "a", "answer": "b"}]),
+    "history2": dspy.History(messages=[{"question": "a", "answer": "c"}]),
+    "image": dspy.Image(url="data:image/png;base64,AAAA"),
+    "image2": dspy.Image(url="data:image/png;base64,BBBB"),
+    "array": np.arange(3), "array2": np.arange(1, 4),
+    "int_keys": {1: "a"}, "str_keys": {"1": "a"},
+    "tuple": (1, 2), "list": [1, 2],
+    "plain": "hi",
+}
+print(json.dumps({k: cache_key("p", {"x": v}, "lm") for k, v in values.items()}))
+"""
+
+
+def _keys_in_a_new_process() -> dict[str, str]:
+    out = subprocess.run([sys.executable, "-c", _VALUES_SCRIPT], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def test_keys_of_values_json_cannot_hold_are_by_content_across_processes():
+    first, second = _keys_in_a_new_process(), _keys_in_a_new_process()
+    assert first == second  # equal objects built in two processes: equal keys
+    here = cache_key("p", {"x": dspy.History(messages=[{"question": "a", "answer": "b"}])},
+                     "lm")
+    assert here == first["history"]
+    assert cache_key("p", {"x": np.arange(3)}, "lm") == first["array"]
+    assert len(set(first.values())) == len(first)  # different values: different keys
+    # plain rows keep the key they always had (JSON of the call)
+    body = json.dumps(["p", {"x": "hi"}, "lm", {}], sort_keys=True)
+    assert first["plain"] == hashlib.sha256(body.encode()).hexdigest()

@@ -51,6 +51,22 @@ def test_prediction_text_and_view():
     assert prediction_text(dspy.Prediction(answer="plain")) == "answer: plain"
 
 
+def test_a_cached_answer_says_from_when_and_which_session():
+    import time
+
+    from dspex_lab.cache import SESSION
+
+    old = dspy.Prediction(answer="x")
+    old._dspex = CallInfo("predict", "native", "m", 0.2, 0, 0, 0.0, True,
+                          time.time() - 7300, "another-kernel")
+    assert "native (cached from an earlier session, 2 h ago)" in prediction_text(old)
+    assert "from an earlier session, 2 h ago" in prediction_html(old)
+    mine = dspy.Prediction(answer="x")
+    mine._dspex = CallInfo("predict", "native", "m", 0.2, 0, 0, 0.0, True, time.time() - 90,
+                           SESSION)
+    assert "native (cached from this session, 1 min ago)" in prediction_text(mine)
+
+
 def test_long_values_are_cut():
     assert "characters)" in prediction_html(dspy.Prediction(answer="x" * 5000))
 

@@ -206,3 +206,21 @@ def test_dspex_lab_evaluate_and_optimize_stay_callable_when_imported_as_modules(
         dspex_lab.optimize("question -> answer", [], None, "Nope")
     with pytest.raises(ConfigurationError, match="got no rows"):
         dspex_lab.evaluate("question -> answer", [])
+
+
+@pytest.mark.parametrize("metric", [exact_match, lambda gold, pred: gold.answer == pred.answer])
+def test_rows_that_never_ran_are_not_scored_and_errored_rows_score_zero(metric):
+    preds = predictions(["2", None, None, "8"],
+                        errors=[None, "LMError: 500", "Cancelled: the run was cancelled", None],
+                        status=["ok", "error", "not_run", "ok"])
+    table = score_predictions(PROG, data(), preds, metric, {"answer": "answer"})
+    scores = table["score"].tolist()
+    assert scores[:2] == [1.0, 0.0] and math.isnan(scores[2]) and scores[3] == 1.0
+    res = EvaluationResult(score=dspy_score(scores), table=table, metric="exact_match",
+                           view=ExampleView(("question",)))
+    assert res.score == round(100 * 2 / 3, 2)          # over the 3 scored rows
+    assert res.n == 4 and res.n_not_scored == 1 and res.n_errors == 1
+    assert res.not_scored()["example"]["question"].tolist() == ["3+3?"]
+    assert res.failures()["example"]["question"].tolist() == ["2+2?"]
+    assert len(res.results) == 3
+    assert "not_scored=1 (never ran; the score is over the 3 scored rows)" in repr(res)

@@ -225,6 +225,21 @@ def test_dspex_lm_shows_and_sets(ip, fresh_config):
     assert fresh_config.lm == "embedded"
 
 
+def test_dspex_lm_flags_set_the_embedded_lms_knobs(ip, fresh_config):
+    from dspex_lab.lm.config import configure_embedded, embedded_server
+
+    fresh_config.lm = "embedded"
+    try:
+        result, _ = run(ip, "%dspex_lm --latency 120 --jitter 5 --error-kinds 429,500")
+        knobs = result.result.as_dict()["embedded LM knobs"]
+        assert knobs["latency_ms"] == 120 and knobs["error_kinds"] == ["429", "500"]
+        assert embedded_server().options.jitter_ms == 5
+        result, err = run(ip, "%dspex_lm --error-rate 7")
+        assert isinstance(result.error_in_exec, UsageError) and "error_rate" in err
+    finally:
+        configure_embedded({"latency_ms": 0, "jitter_ms": 0, "error_kinds": ["429", "500"]})
+
+
 def test_get_config_is_the_registered_configurable(ip):
     assert get_config() is Dspex.instance()
     assert [c for c in ip.configurables if isinstance(c, Dspex)] == [get_config()]

@@ -50,7 +50,7 @@ def compiled_with_demos(prog, n=2):
     module = prog.build()
     for predictor in module.predictors():
         predictor.demos = [dspy.Example(question=f"q{i}", answer=str(i)) for i in range(n)]
-    return CompiledProgram(prog, module.dump_state(), optimizer="LabeledFewShot", score=0.75,
+    return CompiledProgram(prog, module.dump_state(), optimizer="LabeledFewShot", score=75.0,
                            metadata={"trainset_size": n})
 
 
@@ -63,11 +63,11 @@ def test_round_trip_of_signature_programs(tmp_path, kind):
     assert data["format"] == "dspex_lab.compiled_program"
     assert data["program"] == {"kind": kind, "signature": "question -> answer: int",
                                "instructions": "Answer briefly."}
-    assert data["demos"] == 3 and data["optimizer"] == "LabeledFewShot" and data["score"] == 0.75
+    assert data["demos"] == 3 and data["optimizer"] == "LabeledFewShot" and data["score"] == 75.0
 
     again = load(path)
     assert again.base.kind == kind and str(again.base.signature) == "question -> answer: int"
-    assert again.demos == 3 and again.score == 0.75 and again.state == compiled.state
+    assert again.demos == 3 and again.score == 75.0 and again.state == compiled.state
     assert again.program.kind == "module"
     assert again.__dspex_program__() is again.program
     assert [d["question"] for d in again.module.predictors()[0].demos] == ["q0", "q1", "q2"]
@@ -156,3 +156,15 @@ def test_import_paths():
     assert resolve_import_path("json:JSONDecoder.decode") is json.JSONDecoder.decode
     with pytest.raises(ConfigurationError, match="define it in the notebook"):
         resolve_import_path("__main__:surely_not_defined_here")
+
+
+def test_scores_are_percentages_and_version_1_files_are_read_as_such(tmp_path):
+    compiled = compiled_with_demos(as_program("question -> answer"))
+    assert "score=75%" in repr(compiled)
+    path = compiled.save(tmp_path / "v2.json")
+    data = json.loads(path.read_text())
+    assert data["version"] == 2 and data["score"] == 75.0
+    data.update(version=1, score=0.75)  # written by an older dspex_lab: 0-1
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(data))
+    assert load(old).score == 75.0

@@ -148,3 +148,15 @@ def test_call_totals_sum_a_calls_table():
     partial = call_totals(calls_table(2).select(["row", "cost"]))
     assert (partial["calls"], partial["errors"], partial["timed"], partial["cost"]) == (2, 0, 0,
                                                                                        0.5)
+
+
+def test_call_totals_count_failed_rows_by_status_not_rows_that_never_ran():
+    import pyarrow as pa
+
+    from dspex_lab.telemetry import call_totals
+
+    table = pa.table({"status": ["ok", "error", "not_run", "invalid", "cached"],
+                      "error": [None, "LMServerError: 500", "CircuitOpen: open", "bad", None],
+                      "cached": [False, False, False, False, True]})
+    sums = call_totals(table)
+    assert (sums["calls"], sums["errors"]) == (3, 2)  # not_run and invalid made no call

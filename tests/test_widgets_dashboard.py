@@ -226,3 +226,17 @@ def test_rows_of_a_calls_table_are_counted_by_their_status():
     assert (t["calls"], t["errors"], t["skipped"], t["tokens"]) == (2, 1, 1, 12)
     assert (t["not_run"], t["invalid"]) == (1, 0)
     assert dict(stats.causes) == {"not_run": 1, "rate_limit": 1}
+
+
+def test_one_60_s_outlier_does_not_stretch_the_log_scaled_latency_panel():
+    stats = DashboardStats(latency_bins=20)
+    latencies = [20.0 + i % 30 for i in range(99)] + [60_000.0]
+    stats.add_many(call(1000.0 + i / 100, latency=v) for i, v in enumerate(latencies))
+    centres, counts = stats.latency_log_histogram()
+    assert sum(counts) == 100 and counts[-1] == 1
+    assert sum(1 for c, n in zip(centres, counts, strict=True) if n and c < 100) >= 3  # spread
+    fig = make_figure()
+    update_figure(fig, stats)
+    assert fig.layout.xaxis.type == "log"
+    assert [round(s.x0) for s in fig.layout.shapes] == [round(v) for v in stats.percentiles()]
+    assert fig.layout.paper_bgcolor == "rgba(0,0,0,0)" and fig.layout.width is None

@@ -182,3 +182,16 @@ def test_widget_with_nothing_to_triage():
     assert view.cause.options == () and "no failed rows" in view.detail.value
     view.retry_button.click()
     assert "Select the rows" in view.status.value
+
+
+def test_widget_shows_the_trace_of_a_failed_row(failed_run):
+    out, pool, spec = failed_run
+    view = FailureTriage(out, program="question -> answer", pool=pool, lm=spec)
+    view.trace_button.click()
+    assert "Select a row" in view.trace_view.value
+    view.select("rate_limit")
+    view.trace_button.click()
+    assert "Trace of row 12" in view.trace_view.value
+    assert "[[fail:429]] What is 3 + 3?" in view.trace_view.value  # the prompt sent
+    trace = view.show_trace()
+    assert trace.row["status"] == "error" and "RateLimit" in trace.attempts[0]["error"]

@@ -30,6 +30,7 @@ import copy
 import functools
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,9 +38,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from dspex_lab import trace as _trace
 from dspex_lab.batch import recording as _replay
 from dspex_lab.batch.concurrency import AIMDLimiter, TokenBucket
 from dspex_lab.batch.frame import to_arrow_values
+from dspex_lab.batch.inputs import input_rows
 from dspex_lab.batch.ratelimits import Pacer, hint_from_error
 from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy, classify
 from dspex_lab.batch.status import ERROR, NOT_RUN, OK, part_columns
@@ -63,6 +66,7 @@ class ChunkOptions:
     transport: str = "dspy"
     replay: _replay.ReplayConfig | None = None
     settings: KernelSettings | None = None  # the kernel's dspy settings (kernel_settings)
+    trace: bool = False  # keep every row's trace (failed rows' always): dspex_lab.trace
 
     def effective_adapter(self) -> Any:
         """The adapter rows run with: ``adapter``, else the kernel's (None: DSPy's)."""
@@ -107,13 +111,14 @@ class _Row:
     status: str = OK
     error_type: str | None = None
     attempts: int = 0  # LM calls tried, retries included
+    trace: dict[str, Any] | None = None  # dspex_lab.trace: kept for failed rows (or all)
 
 
 def run_chunk(task: ChunkTask, table: pa.Table) -> pa.Table:
     """Run every row of ``table`` (columns named like the input fields); returns one result
     row per input row, in order, with the chunk's stats in the schema metadata (``dspex``)."""
     _speed_up_dspy()
-    rows = table.to_pylist()
+    rows = input_rows(table)  # as df.to_dict("records") gives them (pd.Timestamp)
     future = asyncio.run_coroutine_threadsafe(_run_rows(task, rows), _loop())
     try:
         return future.result()
@@ -126,9 +131,9 @@ async def _run_rows(task: ChunkTask, rows: list[dict[str, Any]]) -> pa.Table:
     state = _ChunkState(task)
     sig = task.program.signature
     with _replay.activated(task.options.replay):
-        call = _runner(task, state)
-        results = await asyncio.gather(*(state.run_row(call, _coerced(sig, row))
-                                         for row in rows))
+        call = _trace.traced_call(_runner(task, state))
+        results = await asyncio.gather(*(_trace.traced_row(
+            state.run_row, call, _coerced(sig, row), task.options.trace) for row in rows))
     return _to_table(task.program, results, state.stats())
 
 
@@ -203,12 +208,16 @@ class _ChunkState:
                 self.breaker.record(False, _describe(error), trial=admitted == "trial")
             elif admitted == "trial":  # any other answer: the LM is up
                 self.breaker.record(True, trial=True)
-            if not failure.retryable or attempt >= self.policy.max_retries:
+            wait = self.policy.backoff(attempt, failure.retry_after)
+            elapsed = time.perf_counter() - start
+            if self.policy.gives_up(attempt, elapsed, wait, failure):
                 row.error, row.error_type = _describe(error), type(error).__name__
+                if failure.retryable and row.attempts > 1:
+                    row.error += f" (gave up after {row.attempts} attempts in {elapsed:.1f} s)"
                 row.status = ERROR
                 break
             self.retries += 1
-            await asyncio.sleep(self.policy.backoff(attempt, failure.retry_after))
+            await asyncio.sleep(wait)
             attempt += 1
         row.latency_ms = (time.perf_counter() - start) * 1e3 if start else 0.0
         return row
@@ -232,7 +241,23 @@ class _ChunkState:
 
 def _describe(exc: BaseException) -> str:
     text = redact_text(" ".join(str(exc).split()))   # a provider may echo the API key
-    return f"{type(exc).__name__}: {text[:500]}"
+    return f"{type(exc).__name__}: {_without_engine_advice(text)[:500]}"
+
+
+# Advice the LM client (DSPy's lm15 engine) adds to its messages that is untrue here:
+# dspex_lab retries retryable errors itself (batch.retry).
+_ENGINE_ADVICE = (
+    re.compile(r"\s*-?\s*Retry with backoff in your application layer \(lm15 never retries"
+               r" for you\)"),
+    re.compile(r"\s*\(lm15 never retries[^)]*\)"),
+)
+
+
+def _without_engine_advice(text: str) -> str:
+    """``text`` without the LM client's "retry it yourself" advice."""
+    for pattern in _ENGINE_ADVICE:
+        text = pattern.sub("", text)
+    return text
 
 
 # -- calling one row ------------------------------------------------------------------------------
@@ -247,7 +272,7 @@ def _runner(task: ChunkTask, state: _ChunkState) -> Any:
     overrides = opts.lm_overrides()
     if opts.temperature is not None:
         overrides["temperature"] = opts.temperature
-    lm = build_lm(task.lm, **overrides)
+    lm = _trace.observe(build_lm(task.lm, **overrides))  # the LM run_program uses too
     checked = _output_checker(program)
     threads = _executor(max(task.concurrency, 8))
     custom = getattr(module, "__dspex_arun_row__", None)
@@ -357,7 +382,11 @@ def _to_table(program: Program, rows: list[_Row], stats: dict[str, Any]) -> pa.T
     columns.update(part_columns(len(rows), [r.status for r in rows],
                                 [r.error_type for r in rows], [r.attempts for r in rows]))
     table = pa.table(columns)
-    return table.replace_schema_metadata({b"dspex": json.dumps(stats).encode()})
+    metadata = {b"dspex": json.dumps(stats).encode()}
+    traces = {i: r.trace for i, r in enumerate(rows) if r.trace is not None}
+    if traces:
+        metadata[_trace.METADATA_KEY] = _trace.encode(traces)
+    return table.replace_schema_metadata(metadata)
 
 
 def _unpicklable_fail(rows: list[_Row], name: str, values: list[Any]) -> list[Any]:

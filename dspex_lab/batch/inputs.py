@@ -29,7 +29,7 @@ from dspex_lab.cache import cache_digest
 from dspex_lab.errors import DataError, ValidationError
 from dspex_lab.programs import Program
 
-__all__ = ["InputBatch", "RowKeys", "prepare_inputs", "row_keys"]
+__all__ = ["InputBatch", "RowKeys", "input_rows", "prepare_inputs", "row_keys"]
 
 _KEY_BATCH = 2048
 
@@ -67,10 +67,78 @@ def prepare_inputs(program: Program, data: Any, columns: Mapping[str, Any] | Non
     mapping = {name: labels[i] for name, i in positions.items()}
     if isinstance(source, pd.DataFrame):
         picked = source.iloc[:, list(positions.values())].set_axis(list(positions), axis=1)
-        table = to_arrow(picked).select(list(positions))  # without a kept index column
+        table = _mark_missing(to_arrow(picked).select(list(positions)), picked)
     else:
         table = pa.table({name: source.column(i) for name, i in positions.items()})
     return InputBatch(source, table, mapping)
+
+
+def input_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows a worker hands to ``module(**row)``: what ``df.to_dict("records")`` gives
+    for the same DataFrame -- Python scalars, ``pd.Timestamp`` for datetime columns (not
+    ``datetime.datetime``), NaN or NaT where the DataFrame has them, None where it has None.
+
+    >>> input_rows(pa.table({"t": pa.array([0], pa.timestamp("s"))}))
+    [{'t': Timestamp('1970-01-01 00:00:00')}]
+    """
+    import pandas as pd
+
+    rows = table.to_pylist()
+    for i, column in enumerate(table.schema):
+        if pa.types.is_timestamp(column.type):
+            stamps = table.column(i).to_pandas()
+            for row, stamp in zip(rows, stamps, strict=True):
+                row[column.name] = None if stamp is pd.NaT else stamp
+    _restore_missing(rows, table.schema)
+    return rows
+
+
+def _restore_missing(rows: list[dict[str, Any]], schema: pa.Schema) -> list[str]:
+    """Put the DataFrame's own missing values (NaN, NaT) back where Arrow holds a null;
+    returns the names of the columns where it did."""
+    import pandas as pd
+
+    restored = []
+    for column in schema:
+        marker = (column.metadata or {}).get(_MISSING)
+        if marker is None:
+            continue
+        missing = pd.NaT if marker == b"NaT" else float("nan")
+        for row in rows:
+            if row[column.name] is None:
+                row[column.name] = missing
+        restored.append(column.name)
+    return restored
+
+
+_MISSING = b"dspex_missing"
+
+
+def _mark_missing(table: pa.Table, frame: Any) -> pa.Table:
+    """Note on each column whose missing values ``df.to_dict("records")`` gives as NaN (float
+    and pandas ``str`` columns, object columns of NaN) or NaT that it does, so ``input_rows``
+    hands ``forward`` those and not None (Arrow keeps one null)."""
+    import pandas as pd
+
+    fields = list(table.schema)
+    changed = False
+    for i in range(table.num_columns):
+        series = frame.iloc[:, i]
+        mask = series.isna().to_numpy()
+        if not mask.any():
+            continue
+        values = [v for v, m in zip(series.tolist(), mask, strict=True) if m]
+        if all(v is pd.NaT for v in values):
+            marker = b"NaT"
+        elif all(isinstance(v, float) for v in values):
+            marker = b"nan"
+        else:
+            continue
+        fields[i] = fields[i].with_metadata({**(fields[i].metadata or {}), _MISSING: marker})
+        changed = True
+    if not changed:
+        return table
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, table.schema.metadata))
 
 
 def _columns_option(columns: Any) -> dict[str, Any]:
@@ -164,6 +232,33 @@ class RowKeys(Sequence):
         return self.digests[i].tobytes().hex() if self.valid[i] else None
 
 
+def _validated(sig: Any, row: dict[str, Any], restored: list[str]) -> dict[str, Any]:
+    """``sig.validate_inputs(row)``; a NaN that does not fit its field (``x: str | None``)
+    is checked as the missing value it is (None). Plain DSPy gets the DataFrame's NaN. In an
+    untyped input a missing value is None, an invalid row (see docs/concepts/conformance)."""
+    untyped = [f.name for f in sig.inputs if not f.typed and _is_nan(row.get(f.name))]
+    candidate = {**row, **dict.fromkeys(untyped)} if untyped else row
+    while True:
+        try:
+            checked = sig.validate_inputs(candidate)
+        except ValidationError as exc:
+            misfits = [n for n in restored if _is_nan(candidate.get(n)) and f"- {n}:" in str(exc)]
+            if not misfits:
+                raise
+            candidate = {**candidate, **dict.fromkeys(misfits)}
+            continue
+        return checked if candidate is row else {**row, **checked, **_nans(row, checked)}
+
+
+def _nans(row: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
+    """The row's NaNs that validation checked as None (the key keeps the NaN)."""
+    return {n: v for n, v in row.items() if _is_nan(v) and checked.get(n) is None}
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
 def row_keys(program: Program, table: pa.Table, lm_key: str, *, adapter: str | None,
              temperature: float | None) -> tuple[RowKeys, dict[int, str]]:
     """Each row's cache key (the key single calls use), and the rows whose inputs do not fit
@@ -175,10 +270,12 @@ def row_keys(program: Program, table: pa.Table, lm_key: str, *, adapter: str | N
     invalid: dict[int, str] = {}
     i = 0
     for batch in table.to_batches(_KEY_BATCH):
-        for row in batch.to_pylist():
+        rows = batch.to_pylist()
+        restored = _restore_missing(rows, batch.schema)  # NaN as the worker will pass it
+        for row in rows:
             if sig is not None:
                 try:
-                    row = sig.validate_inputs(row)
+                    row = _validated(sig, row, restored)
                 except ValidationError as exc:
                     invalid[i] = f"ValidationError: {exc}"
                     valid[i] = False

@@ -53,6 +53,7 @@ class Progress:
         self.done = initial
         self.errors = errors  # of the ``initial`` rows: invalid inputs, say
         self.not_run = 0
+        self.retries = 0
         self.tokens = 0
         self.cost = 0.0
         self.state: str | None = None  # set by finish()
@@ -65,9 +66,11 @@ class Progress:
             self._postfix()
 
     def update(self, rows: int, errors: int = 0, tokens: int = 0, cost: float = 0.0,
-               not_run: int = 0) -> None:
-        """Add ``rows`` finished rows (``errors`` of them failed, with their tokens and cost)
-        and ``not_run`` rows that will not run (they do not move the bar)."""
+               not_run: int = 0, retries: int = 0) -> None:
+        """Add ``rows`` finished rows (``errors`` of them failed, with their tokens and cost,
+        after ``retries`` retried calls) and ``not_run`` rows that will not run (they do not
+        move the bar)."""
+        self.retries += retries
         self.done += rows
         self.errors += errors
         self.not_run += not_run
@@ -81,6 +84,8 @@ class Progress:
         parts = [f"failed={self.errors:,}"]
         if self.not_run:
             parts.append(f"not run={self.not_run:,}")
+        if self.retries:
+            parts.append(f"retries={self.retries:,}")
         parts += [f"tokens={self.tokens:,}", f"cost=${self.cost:,.4f}"]
         self._bar.set_postfix_str(" ".join(parts), refresh=False)
 

@@ -3,7 +3,12 @@
 dspex_lab owns retries of batch LM calls: the ``dspy.LM`` a batch uses is a copy with
 ``num_retries=0`` (DSPy and litellm would otherwise retry too, multiplying attempts). A failed
 call is classified once (``classify``); 429s, 5xx, timeouts and connection errors are retried
-with exponential backoff and full jitter, honouring ``Retry-After``. A ``CircuitBreaker`` stops
+with exponential backoff and full jitter, honouring ``Retry-After``; anything else (a 400, a
+bad key, a malformed reply the server will send again) fails its row at once. Each row also has
+a budget in time, ``RetryPolicy.max_elapsed_s`` (default 5 s from its first call): a retry that
+would start later than that is not made, so one row that always fails cannot hold a small run
+for long (a 429 is not counted against it: waiting is what the provider asked). A
+``CircuitBreaker`` stops
 calling an LM that keeps failing, tries one call again after a pause (half-open) and carries
 on if the LM recovered; if it did not, the rows left error with ``CircuitOpen``.
 
@@ -29,18 +34,38 @@ _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter: attempt ``k`` waits ``U(0, base * 2**k)``, capped
-    at ``max_delay``; a server's ``Retry-After`` (capped at ``max_retry_after``) wins."""
+    at ``max_delay``; a server's ``Retry-After`` (capped at ``max_retry_after``) wins.
+
+    ``max_elapsed_s`` is a row's retry budget in time, counted from its first call: no retry
+    of a failure other than a 429 starts after it (None: only ``max_retries`` limits)."""
 
     max_retries: int = 5
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_after: float = 60.0
+    max_elapsed_s: float | None = 5.0
 
     def __post_init__(self) -> None:
-        if self.max_retries < 0 or self.base_delay < 0 or self.max_delay < 0:
+        if self.max_retries < 0 or self.base_delay < 0 or self.max_delay < 0 or (
+                self.max_elapsed_s is not None and self.max_elapsed_s < 0):
             raise ValueError(
                 f"RetryPolicy needs non-negative values, got max_retries={self.max_retries}, "
-                f"base_delay={self.base_delay}, max_delay={self.max_delay}.")
+                f"base_delay={self.base_delay}, max_delay={self.max_delay}, "
+                f"max_elapsed_s={self.max_elapsed_s}.")
+
+    def gives_up(self, attempt: int, elapsed_s: float, wait_s: float,
+                 failure: Failure | None = None) -> bool:
+        """Whether a row stops after failed attempt ``attempt`` (from 0): out of retries, not
+        retryable, or (except for a 429) the retry would start after ``max_elapsed_s``.
+
+        >>> RetryPolicy(max_elapsed_s=2).gives_up(0, elapsed_s=1.5, wait_s=1.0)
+        True
+        """
+        if attempt >= self.max_retries or (failure is not None and not failure.retryable):
+            return True
+        rate_limited = failure is not None and failure.rate_limited
+        return (self.max_elapsed_s is not None and not rate_limited
+                and elapsed_s + wait_s > self.max_elapsed_s)
 
     def backoff(self, attempt: int, retry_after: float | None = None,
                 rng: random.Random | None = None) -> float:

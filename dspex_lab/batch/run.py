@@ -35,7 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dspex_lab import accessor as _accessor
 from dspex_lab import telemetry
+from dspex_lab import trace as _trace
 from dspex_lab.batch import recording as _replay
 from dspex_lab.batch import status as _status
 from dspex_lab.batch.chunk import ChunkOptions, ChunkTask, run_chunk
@@ -93,7 +95,7 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
         rpm: float | None = None, tpm: float | None = None,
         circuit_breaker: bool | BreakerConfig = True, chunk_size: int | None = None,
         cancel: threading.Event | None = None,
-        on_part: Callable[[Any], None] | None = None) -> Any:
+        on_part: Callable[[Any], None] | None = None, trace: bool = False) -> Any:
     """Run ``program`` on every row of ``data``; returns a pandas DataFrame.
 
     ``program``: a signature string, ``Signature``, ``dspy.Signature`` class (run as it is),
@@ -136,6 +138,8 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
     - ``on_part``: called with a DataFrame of each part of rows as it finishes (input fields,
       outputs and bookkeeping columns, indexed like ``data``); rows that did not run are not
       passed. An exception in it is reported once as a warning and the run goes on.
+    - ``trace``: keep every row's LM calls (failed rows' are always kept): open one with
+      ``df.dspex.trace(row)`` (see ``dspex_lab.trace``).
 
     >>> df = run("question -> answer", [{"question": "What is 2 + 2?"}], progress=False)
     >>> df.loc[0, "answer"], df.attrs["usage"]["rows"]
@@ -162,14 +166,14 @@ def run(program: Any, data: Any, *, columns: Mapping[str, str] | None = None,
     prog = as_program(program, module=module, tools=tools, **module_options)
     spec = resolve_lm(lm)
     batch = prepare_inputs(prog, data, columns)
-    return _Run(prog, spec, batch, options).execute()
+    return _Run(prog, spec, batch, options, trace=trace).execute()
 
 
 class _Run:
     """One execution of ``run``: state, bookkeeping and the result."""
 
-    def __init__(self, program: Program, spec: Any, batch: InputBatch, options: RunOptions
-                 ) -> None:
+    def __init__(self, program: Program, spec: Any, batch: InputBatch, options: RunOptions,
+                 trace: bool = False) -> None:
         from dspex_lab.calls import lm_identity
 
         self.program, self.spec, self.batch, self.options = program, spec, batch, options
@@ -192,6 +196,7 @@ class _Run:
         self.bar: Progress | None = None
         self.spill: Spill | None = None
         self.budget: Budget | None = None
+        self.trace = trace
 
     # -- the phases ---------------------------------------------------------------------------
 
@@ -278,7 +283,8 @@ class _Run:
         chunk_options = ChunkOptions(adapter=opts.adapter, temperature=opts.temperature,
                                      timeout=opts.timeout, retry=opts.retry,
                                      breaker=opts.breaker, transport=opts.transport,
-                                     replay=self.replay, settings=opts.settings)
+                                     replay=self.replay, settings=opts.settings,
+                                     trace=self.trace)
         share = min(slots, total)
         processes = pool_processes(pool, share)
         execution = uuid.uuid4().hex
@@ -309,7 +315,8 @@ class _Run:
                        run_id=self.run_id)
 
     def _on_chunk(self, rows: np.ndarray, table: pa.Table, stats: dict[str, Any]) -> None:
-        part = with_rows(table, rows)
+        _trace.collect(self.run_id, rows, table.schema.metadata)
+        part = with_rows(table.replace_schema_metadata(None), rows)
         for key in ("retries", "rate_limited", "paced", "fast_rows", "circuit_recoveries"):
             self.counts[key] += int(stats.get(key) or 0)
         if stats.get("fast_reason"):
@@ -382,6 +389,8 @@ class _Run:
         p = int(pc.sum(part.column("prompt_tokens")).as_py() or 0)
         c = int(pc.sum(part.column("completion_tokens")).as_py() or 0)
         cost = float(pc.sum(part.column("cost")).as_py() or 0.0)
+        retries = int(pc.sum(pc.max_element_wise(
+            pc.subtract(part.column("attempts").fill_null(0), 1), 0)).as_py() or 0)
         self.counts["rows"] += part.num_rows
         self.counts["finished"] += finished
         self.counts["errors"] += errors
@@ -397,12 +406,12 @@ class _Run:
             self._show_part(part, rows)
         if self.bar is not None:
             self.bar.update(finished, errors, p + c, cost,
-                            not_run=by_status[_status.NOT_RUN])
+                            not_run=by_status[_status.NOT_RUN], retries=retries)
         elapsed = time.perf_counter() - self.started
         telemetry.emit("run.progress", run_id=self.run_id, rows_done=self.counts["finished"],
                        rows=self.n, errors=self.counts["errors"],
                        not_run=self.counts["not_run"], tokens=self.counts["tokens"],
-                       cost=self.counts["cost"],
+                       cost=self.counts["cost"], retries=self.counts["retries"],
                        rows_per_s=self.counts["finished"] / elapsed if elapsed else 0.0)
 
     def _emit_calls(self, part: pa.Table, route: str) -> None:
@@ -477,6 +486,8 @@ class _Run:
                              fast_rows=self.counts["fast_rows"], **self.notes)
         frame.attrs["usage"] = usage
         frame.attrs["run_id"] = self.run_id
+        _trace.remember(self.run_id, frame.index)
+        _accessor.register()
         _LAST["frame"] = frame
         if self.spill is not None:
             self.spill.finish(status, usage)

@@ -10,14 +10,23 @@ program, the LM, the options and every row's inputs), or the ``spill=`` path.
     >>> spill = Spill.open(None, run_id="3f2a...", rows=1000, resume=False, info={})
     >>> spill.write(table_with_row_column)
     >>> Spill.open(None, run_id="3f2a...", rows=1000, resume=True, info={}).load().num_rows
+
+Durability: a part is complete or absent (temporary name, fsync, rename), so a kernel killed
+mid-run loses only the chunks in flight. A part or manifest that cannot be read (torn,
+truncated, corrupt) is reported in one warning naming the file, moved aside
+(``<name>.corrupt``) and its rows are computed again. A directory that cannot be written
+(read-only, full disk) turns the spill off for the run, said once; the run still returns its
+frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +58,15 @@ class Spill:
     def __init__(self, directory: Path, run_id: str) -> None:
         self.directory = directory
         self.run_id = run_id
-        self._seq = len(self._parts())
+        self._seq = max((_seq_of(p) for p in self._parts()), default=0)
+        self.error: str | None = None  # why writing stopped (None: spilling)
 
     @classmethod
     def open(cls, where: Any, run_id: str, rows: int, resume: bool, info: dict[str, Any]
              ) -> Spill | None:
         """The spill for ``run_id`` under ``where`` (a directory path; None: the default
-        location; False: no spill). Without ``resume`` earlier parts are discarded."""
+        location; False: no spill). Without ``resume`` earlier parts are discarded. None
+        (with a warning) when the directory cannot be written."""
         if where is False:
             return None
         if where is None:
@@ -65,10 +76,26 @@ class Spill:
             directory = root / run_id
         else:
             directory = Path(where).expanduser()
+        try:
+            return cls._open(directory, where, run_id, rows, resume, info)
+        except OSError as exc:
+            warnings.warn(f"The run's spill directory {str(directory)!r} cannot be written "
+                          f"({type(exc).__name__}: {exc}); spilling is off for this run (an "
+                          "interrupted run cannot resume). Free space, fix the permissions or "
+                          "pass spill= a writable directory.", RuntimeWarning, stacklevel=4)
+            return None
+
+    @classmethod
+    def _open(cls, directory: Path, where: Any, run_id: str, rows: int, resume: bool,
+              info: dict[str, Any]) -> Spill:
         manifest = directory / "manifest.json"
-        if resume and manifest.exists():
-            found = json.loads(manifest.read_text()).get("run_id")
-            if found != run_id:
+        for stale in directory.glob(".*.tmp") if directory.exists() else ():
+            stale.unlink(missing_ok=True)  # a write cut short by a crash
+        found = _read_manifest(manifest) if resume and manifest.exists() else None
+        if found is _TORN:  # its parts are this run's only in the default (run id) directory
+            found = {"run_id": run_id} if directory.name == run_id else None
+        if found is not None:
+            if found.get("run_id") != run_id:
                 raise ConfigurationError(
                     f"The spill at {str(directory)!r} belongs to another run (different "
                     "program, LM, options or input rows). Resume with the same arguments, "
@@ -89,13 +116,22 @@ class Spill:
     def write(self, table: pa.Table) -> None:
         """Add one part (a results table with a ``__row__`` column); pickled values are
         pickled again in the kernel, by reference (``exchange.values.portable``)."""
+        if self.error is not None:
+            return
         table = _values.portable(table)
         self._seq += 1
         sink = pa.BufferOutputStream()
         with pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
-        _atomic_write(self.directory / f"part-{self._seq:06d}.arrow",
-                      sink.getvalue().to_pybytes())
+        try:
+            _atomic_write(self.directory / f"part-{self._seq:06d}.arrow",
+                          sink.getvalue().to_pybytes())
+        except OSError as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            warnings.warn(f"Writing the run's spill in {str(self.directory)!r} failed "
+                          f"({self.error}); spilling is off for the rest of this run (the "
+                          "results are still returned). Free space or fix the permissions.",
+                          RuntimeWarning, stacklevel=4)
 
     def load(self) -> pa.Table | None:
         """Every spilled result (the last one wins for a row), or None when there is none."""
@@ -103,9 +139,12 @@ class Spill:
         for part in self._parts():
             try:
                 with pa.memory_map(str(part)) as source:
-                    tables.append(pa.ipc.open_file(source).read_all())
-            except (pa.ArrowInvalid, OSError):  # unreadable part: recompute those rows
-                continue
+                    table = pa.ipc.open_file(source).read_all()
+                if ROW not in table.column_names:
+                    raise pa.ArrowInvalid(f"no {ROW!r} column")
+                tables.append(table)
+            except (pa.ArrowInvalid, OSError) as exc:  # unreadable part: recompute those rows
+                _set_aside(part, exc, "its rows are computed again")
         if not tables:
             return None
         table = pa.concat_tables(_values.unify(tables), promote_options="permissive")
@@ -124,13 +163,54 @@ class Spill:
         except (OSError, ValueError):
             body = {"run_id": self.run_id}
         body.update(status=status, finished=time.time(), usage=usage)
-        _atomic_write(manifest, json.dumps(body, default=str).encode())
+        with contextlib.suppress(OSError):  # already reported by write()
+            _atomic_write(manifest, json.dumps(body, default=str).encode())
+
+
+_TORN: Any = object()
+
+
+def _read_manifest(path: Path) -> Any:
+    """The manifest's content, or ``_TORN`` (reported, moved aside) when unreadable."""
+    try:
+        body = json.loads(path.read_text())
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
+        return body
+    except (OSError, ValueError) as exc:
+        _set_aside(path, exc, "the run starts a new one")
+        return _TORN
+
+
+def _set_aside(path: Path, exc: BaseException, then: str) -> None:
+    aside = path.with_name(path.name + ".corrupt")
+    try:
+        os.replace(path, aside)
+    except OSError:
+        aside = path
+    warnings.warn(f"The spill file {str(path)!r} is unreadable ({type(exc).__name__}: {exc}); "
+                  f"it was moved to {str(aside)!r} and {then}.", RuntimeWarning, stacklevel=5)
+
+
+def _seq_of(part: Path) -> int:
+    try:
+        return int(part.stem.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return 0
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name, flush it to disk, then rename: all or nothing."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _prune(root: Path, keep: Path) -> None:

@@ -62,7 +62,10 @@ def _endpoint(lm: Any, timeout: float | None) -> _Endpoint:
         raise NotEligible(f"the LM is a {type(lm).__name__}, not a plain dspy.LM")
     if lm.model_type != "chat" or not lm.model.startswith("openai/"):
         raise NotEligible(f"model {lm.model!r} is not an openai/ chat model")
-    if lm.callbacks or not isinstance(getattr(lm, "_engine_spec", "auto"), str):
+    from dspex_lab.trace import is_observer
+
+    if [c for c in lm.callbacks if not is_observer(c)] or not isinstance(
+            getattr(lm, "_engine_spec", "auto"), str):
         raise NotEligible("the LM has callbacks or a custom engine")
     kwargs = dict(lm.kwargs)
     base = kwargs.get("api_base") or kwargs.get("base_url")

@@ -10,6 +10,9 @@ prediction anywhere (``display(PredictionView(pred))``).
     >>> print(prediction_text(pred))
     answer: 5
     (predict · openai/dspex-embedded · pool · 74.2 ms · 149 + 12 tokens)
+    >>> print(prediction_text(dspex_lab.predict("question -> answer", question="What is 2 + 3?")))
+    answer: 5
+    (predict · openai/dspex-embedded · native (cached from this session, just now) · 0.3 ms)
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ def _fields(pred: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def call_caption(info: Any) -> list[str]:
-    """The caption parts of a ``CallInfo``: module, model, route, latency, tokens, cost."""
+    """The caption parts of a ``CallInfo``: module, model, route (a cached answer says from
+    when: ``native (cached from an earlier session, 2 h ago)``), latency, tokens, cost."""
     if info is None:
         return []
-    route = f"{info.route} (cached)" if info.cached else info.route
+    origin = getattr(info, "cache_origin", None)
+    route = (f"{info.route} (cached {origin})" if origin else f"{info.route} (cached)"
+             ) if info.cached else info.route
     tokens = (f"{info.prompt_tokens:,} + {info.completion_tokens:,} tokens"
               if info.prompt_tokens or info.completion_tokens else "")
     return [info.operation, info.model, route, ms(info.latency_ms), tokens, cost(info.cost)]

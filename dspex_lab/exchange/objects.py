@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
+from dspex_lab.exchange import pickling
 
 __all__ = ["Payload", "decode", "dumps", "encode", "loads", "table_kind"]
 
@@ -102,7 +102,7 @@ def _encode_pickle(obj: Any) -> tuple[Payload, list[memoryview]]:
         return False
 
     try:
-        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=out_of_band)
+        data = pickling.dumps(obj, protocol=5, buffer_callback=out_of_band)
     except Exception as exc:
         raise TypeError(f"cloudpickle failed: {type(exc).__name__}: {exc}") from exc
     return Payload("pickle", len(data), copier(data)), buffers
@@ -120,7 +120,7 @@ def dumps(value: Any) -> bytes:
     except Exception:
         pass
     try:
-        return cloudpickle.dumps(value, protocol=5)
+        return pickling.dumps(value, protocol=5)
     except Exception as exc:
         raise TypeError(f"A {type(value).__name__} value cannot be pickled "
                         f"({type(exc).__name__}: {exc}).") from exc

@@ -48,7 +48,27 @@ class _PickledScalar(pa.ExtensionScalar):
 
     def as_py(self, **_: Any) -> Any:
         blob = self.value
-        return None if blob is None else loads(blob.as_buffer())
+        if blob is None:
+            return None
+        buffer = blob.as_buffer()
+        _check(buffer)
+        return loads(buffer)
+
+
+def _check(buffer: Any) -> None:
+    """A corrupt pickle (a damaged spill file or IPC stream) fails here, before
+    ``pickle.loads`` can crash or allocate without bound (``protocol.check_pickle``)."""
+    from dspex_lab.errors import DataError, ProtocolError
+    from dspex_lab.workers.protocol import check_pickle
+
+    try:
+        check_pickle(buffer)
+    except ProtocolError as exc:
+        raise DataError(
+            f"A value of a pickled column (dspex.pickle) is corrupt ({exc}); the spill file "
+            "or Arrow stream it was read from is damaged: delete it (or run with "
+            "resume=False) and compute the rows again."
+        ) from None
 
 
 class PickledType(pa.ExtensionType):

@@ -16,6 +16,11 @@ first provider whose API key is in the environment, and finally the embedded off
 (started once per process, in a thread, or in a child process with
 ``DSPEX_EMBEDDED_SERVER=process``). The last two say so once, on stderr.
 
+The embedded LM's knobs (latency, jitter, injected faults; ``lm_server.options``) are set with
+one call, at any time: ``configure(embedded={"latency_ms": 200, "jitter_ms": 50,
+"error_rate": 0.1, "error_kinds": ["429", "500"]})`` (``%dspex_lm --latency 200`` in a
+notebook); ``embedded_knobs()`` shows them.
+
 API keys stay out of every repr (``LMSpec`` redacts them); they do travel inside a pickled
 ``LMSpec`` because the worker needs them.
 """
@@ -40,8 +45,9 @@ if TYPE_CHECKING:
 
     from dspex_lab.lm_server import LMServer
 
-__all__ = ["EMBEDDED_MODEL", "LMSpec", "configure", "embedded_server", "get_lm", "lm_spec",
-           "reset", "resolve", "resolve_model", "spec_from_lm"]
+__all__ = ["EMBEDDED_KNOBS", "EMBEDDED_MODEL", "LMSpec", "configure", "configure_embedded",
+           "embedded_knobs", "embedded_server", "get_lm", "lm_spec", "reset", "resolve",
+           "resolve_model", "spec_from_lm"]
 
 log = logging.getLogger("dspex_lab.lm")
 
@@ -75,27 +81,32 @@ class _State:
     server_pid: int = 0
     noticed: bool = False
     dspy_default: Any = None                 # the LM we handed to dspy.configure, if any
+    embedded: dict[str, Any] = field(default_factory=dict)  # knobs set by configure(embedded=)
 
 
 _LOCK = threading.RLock()
 _STATE = _State()
 
 
-def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None, **lm_kwargs: Any) -> None:
-    """Set the default LM and/or named LMs.
+def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None,
+              embedded: Mapping[str, Any] | None = None, **lm_kwargs: Any) -> None:
+    """Set the default LM and/or named LMs, and/or the embedded LM's knobs.
 
     ``lm`` is a litellm model string (``"openai/gpt-4o-mini"``, ``"ollama_chat/llama3"``), a
     short alias (``"gpt-4o-mini"``, ``"embedded"``), a dict with ``"model"``, an ``LMSpec`` or
     a ``dspy.LM``; ``lm_kwargs`` go to ``dspy.LM`` (api_key, api_base, temperature, max_tokens,
     cache, ...). Without ``lm``, ``lm_kwargs`` update the current default. ``lms`` maps names
     to the same kinds of values (None removes a name). The default also becomes DSPy's
-    (``dspy.configure(lm=...)``) so plain DSPy code in the notebook uses it.
+    (``dspy.configure(lm=...)``) so plain DSPy code in the notebook uses it. ``embedded``:
+    the embedded LM's knobs, see ``configure_embedded``.
 
     >>> configure(lm="gpt-4o-mini", temperature=0.2)
     >>> configure(lms={"fast": "openai/gpt-4o-mini", "local": "ollama_chat/llama3"})
     """
     with _LOCK:
         # One block per keyword group; new groups (backend=, pools=) get their own block.
+        if embedded is not None:
+            configure_embedded(embedded)
         if lm is not None or lm_kwargs:
             _configure_default(lm, lm_kwargs)
         if lms is not None:
@@ -103,6 +114,14 @@ def configure(lm: Any = None, *, lms: Mapping[str, Any] | None = None, **lm_kwar
 
 
 def _configure_default(lm: Any, lm_kwargs: dict[str, Any]) -> None:
+    knobs = sorted(set(lm_kwargs) & set(EMBEDDED_KNOBS))
+    if lm is None and knobs:
+        example = ", ".join(f"{k!r}: {lm_kwargs[k]!r}" for k in knobs)
+        raise ConfigurationError(
+            f"{', '.join(knobs)} {'is a knob' if len(knobs) == 1 else 'are knobs'} of the "
+            f"embedded LM, not an LM setting; use dspex_lab.configure(embedded={{{example}}}) "
+            f"(or %dspex_lm --latency ... in a notebook). Its knobs are: "
+            f"{', '.join(EMBEDDED_KNOBS)}.")
     if lm is None:
         current = _STATE.default
         if current is None:
@@ -331,6 +350,53 @@ def _hand_to_dspy(lm: Any) -> None:
 
 # -- the embedded server ------------------------------------------------------------------------
 
+EMBEDDED_KNOBS = ("latency_ms", "jitter_ms", "error_rate", "error_kinds", "seed",
+                  "retry_after_s", "hang_s", "stream_chunk_ms", "request_limit",
+                  "limit_window_s", "ratelimit_headers", "responder", "rules")
+
+
+def configure_embedded(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """Set the embedded LM's knobs, now and for any server started later in this process;
+    returns every knob's value (``embedded_knobs()``).
+
+    ``latency_ms``/``jitter_ms`` (each reply's delay), ``error_rate`` (0..1) with
+    ``error_kinds`` (of ``lm_server.options.ERROR_KINDS``), ``seed``, ``retry_after_s`` (of
+    injected 429s), ``hang_s``, ``stream_chunk_ms``, ``request_limit`` per
+    ``limit_window_s`` (a real rate limit), ``ratelimit_headers``, ``responder``, ``rules``.
+    Fault markers in prompts (``[[fail:500]]``, ``[[latency:250]]``) need no knob.
+
+    >>> configure_embedded({"latency_ms": 40})["latency_ms"]
+    40.0
+    """
+    from dspex_lab.lm_server.options import ServerOptions
+
+    if not isinstance(knobs, Mapping):
+        raise ConfigurationError(
+            f"embedded= takes a dict of knobs, got {type(knobs).__name__}; e.g. "
+            "configure(embedded={\"latency_ms\": 200, \"error_rate\": 0.1}).")
+    unknown = sorted(set(knobs) - set(EMBEDDED_KNOBS))
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown knob {unknown[0]!r} of the embedded LM; its knobs are: "
+            f"{', '.join(EMBEDDED_KNOBS)}.")
+    try:
+        ServerOptions().with_changes(**knobs)  # every value checked before any is applied
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"Bad knob for the embedded LM: {exc}") from None
+    with _LOCK:
+        _STATE.embedded.update(knobs)
+        return _public_knobs(embedded_server().configure(**knobs))
+
+
+def embedded_knobs() -> dict[str, Any]:
+    """The embedded LM's knobs now (starts the server if it is not running)."""
+    return _public_knobs(embedded_server().options.public())
+
+
+def _public_knobs(options: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: options[k] for k in EMBEDDED_KNOBS if k in options}
+
+
 def embedded_server() -> LMServer:
     """The embedded LM server, started on first use; one per process (a forked child starts
     its own). It runs in a thread, or in a child process when the environment variable
@@ -341,7 +407,7 @@ def embedded_server() -> LMServer:
             from dspex_lab.lm_server import LMServer
 
             mode = os.environ.get("DSPEX_EMBEDDED_SERVER", "thread").strip() or "thread"
-            server = LMServer().start(mode=mode)
+            server = LMServer(**_STATE.embedded).start(mode=mode)
             _STATE.server, _STATE.server_pid = server, os.getpid()
         return server
 

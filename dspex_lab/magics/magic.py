@@ -168,12 +168,23 @@ class DspexMagics(Magics):
     @magic_arguments()
     @argument("model", nargs="?", default=None,
               help="The model to use from now on (sets Dspex.lm); omit to show the current.")
+    @argument("--latency", type=float, default=None, help="Embedded LM: ms per reply.")
+    @argument("--jitter", type=float, default=None, help="Embedded LM: random extra ms.")
+    @argument("--error-rate", type=float, default=None,
+              help="Embedded LM: share of requests that fail (0..1).")
+    @argument("--error-kinds", default=None,
+              help="Embedded LM: comma-separated kinds, e.g. 429,500,timeout.")
+    @argument("--seed", type=int, default=None, help="Embedded LM: seed of the faults.")
     @line_magic
     @_usage_errors
     def dspex_lm(self, line: str) -> Any:
-        """Show the LM the magics use, or set it."""
+        """Show the LM the magics use, or set it; the --flags set the embedded LM's knobs."""
         args = parse_argstring(DspexMagics.dspex_lm, line)
-        return lm_info(args.model)
+        knobs = {"latency_ms": args.latency, "jitter_ms": args.jitter,
+                 "error_rate": args.error_rate, "seed": args.seed,
+                 "error_kinds": [k.strip() for k in args.error_kinds.split(",") if k.strip()]
+                 if args.error_kinds is not None else None}
+        return lm_info(args.model, embedded={k: v for k, v in knobs.items() if v is not None})
 
     @magic_arguments()
     @argument("name", nargs="?", default=None, help="Only this pool.")

@@ -161,8 +161,8 @@ class Pipeline:
     def run(self, inputs: Mapping[str, Any] | None = None, /, *, lm: Any = None,
             continue_on_error: bool | None = None,
             on_step: Callable[[StepResult], Any] | None = None, cache: bool = True,
-            implementation: str | None = None, telemetry: bool = True, **fields: Any
-            ) -> PipelineResult:
+            implementation: str | None = None, telemetry: bool = True,
+            timeout: float | None = None, **fields: Any) -> PipelineResult:
         """Run once and return a ``PipelineResult`` (final state + per-step trace).
 
         ``lm`` is the LM for DSPy steps that name none; ``on_step(step_result)`` is called as
@@ -171,38 +171,44 @@ class Pipeline:
         (its ``.result`` holds the partial result). ``implementation="native"`` runs DSPy
         steps inline in the kernel instead of a worker. ``telemetry=False`` skips the
         ``pipeline.step``/``pipeline.run`` events (for tight loops of native steps).
+        ``timeout`` (seconds) bounds the whole run: a step still running then fails with
+        ``StepTimeout`` (a stuck native step is abandoned in its thread).
         """
-        runner = self._runner(lm, continue_on_error, on_step, cache, implementation, telemetry)
+        runner = self._runner(lm, continue_on_error, on_step, cache, implementation, telemetry,
+                              timeout)
         return runner.run({**(inputs or {}), **fields})
 
     def stream(self, inputs: Mapping[str, Any] | None = None, /, *, lm: Any = None,
                continue_on_error: bool | None = None,
                on_step: Callable[[StepResult], Any] | None = None, cache: bool = True,
-               implementation: str | None = None, telemetry: bool = True, **fields: Any
-               ) -> PipelineStream:
+               implementation: str | None = None, telemetry: bool = True,
+               timeout: float | None = None, **fields: Any) -> PipelineStream:
         """Yield ``StepResult``s as steps finish; ``.result`` holds the final result after.
 
         >>> for step in qa.stream(question="What is 2 + 3?"):
         ...     print(step.name, step.route, step.outputs)
         """
-        runner = self._runner(lm, continue_on_error, on_step, cache, implementation, telemetry)
+        runner = self._runner(lm, continue_on_error, on_step, cache, implementation, telemetry,
+                              timeout)
         return PipelineStream(runner, {**(inputs or {}), **fields})
 
     def _runner(self, lm: Any, continue_on_error: bool | None, on_step: Any, cache: bool,
-                implementation: str | None, telemetry: bool = True) -> Runner:
+                implementation: str | None, telemetry: bool = True,
+                timeout: float | None = None) -> Runner:
         keep_going = self.continue_on_error if continue_on_error is None else continue_on_error
         call = KernelDSPy(lm, cache=cache, implementation=implementation)
-        return Runner(self._plan, self.name, call, keep_going, on_step, emit=telemetry)
+        return Runner(self._plan, self.name, call, keep_going, on_step, emit=telemetry,
+                      timeout=timeout)
 
     # -- DSPy ----------------------------------------------------------------------------------
-    def to_dspy(self, *, full_state: bool = False) -> Any:
+    def to_dspy(self, *, full_state: bool = False, timeout: float | None = None) -> Any:
         """A ``dspy.Module`` that runs this pipeline in-process (for optimizers, Evaluate and
         batch workers). DSPy steps are real ``Predict``/``ChainOfThought``/``ReAct``
         submodules, so ``named_predictors()`` sees them. ``forward`` returns the outputs (every
-        field with ``full_state=True``)."""
+        field with ``full_state=True``); ``timeout`` bounds each call (see ``Runner``)."""
         from dspex_lab.pipeline.dspy_module import PipelineModule
 
-        return PipelineModule(self, full_state=full_state)
+        return PipelineModule(self, full_state=full_state, timeout=timeout)
 
     def with_dspy_state(self, source: Any) -> Pipeline:
         """A new pipeline carrying the optimized demos/instructions of ``source``: a module

@@ -5,7 +5,9 @@ step's own module) stored under the step's name, so ``named_predictors()`` lists
 ``answer.predict`` and the like, and optimizers (``BootstrapFewShot``, MIPRO) and
 ``dspy.Evaluate`` work on it. ``forward`` runs the same step logic as ``pipeline(...)`` but
 in-process and one branch after the other (DSPy traces need that); native steps run where the
-module runs (the kernel, or a batch worker).
+module runs (the kernel, or a batch worker). A row is bounded by ``to_dspy(timeout=)``, else by
+the active LM's ``timeout`` (what ``batch.run(..., timeout=)`` sets in workers): a step still
+running then fails the row with ``StepTimeout``.
 
     >>> module = pipeline.to_dspy()
     >>> [name for name, _ in module.named_predictors()]
@@ -23,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import dspy
 
-from dspex_lab.errors import PipelineError
-from dspex_lab.pipeline.run import Leaf, Runner
+from dspex_lab.errors import PipelineError, StepTimeout
+from dspex_lab.pipeline.run import Leaf, Runner, StepFailed
 from dspex_lab.pipeline.steps import DSPyStep, NativeStep, When, walk
 
 if TYPE_CHECKING:
@@ -38,10 +40,12 @@ _INSTANCE_ATTRS = {"callbacks", "history", "_compiled"}
 class PipelineModule(dspy.Module):
     """A pipeline as a DSPy module; ``forward(**inputs)`` returns a ``dspy.Prediction``."""
 
-    def __init__(self, pipeline: Pipeline, *, full_state: bool = False) -> None:
+    def __init__(self, pipeline: Pipeline, *, full_state: bool = False,
+                 timeout: float | None = None) -> None:
         super().__init__()
         self._pipeline = pipeline
         self._full_state = full_state
+        self._timeout = timeout
         self._attrs: dict[str, str] = {}
         reserved = set(dir(type(self))) | _INSTANCE_ATTRS
         for step in pipeline.dspy_steps:
@@ -57,9 +61,19 @@ class PipelineModule(dspy.Module):
 
     def forward(self, **inputs: Any) -> Any:
         """Run the pipeline on ``inputs`` inside DSPy; returns a ``dspy.Prediction``."""
+        timeout = self._timeout
+        if timeout is None:  # a batch row: the LM's per-call timeout bounds the row too
+            timeout = getattr(dspy.settings.lm, "kwargs", {}).get("timeout")
         runner = Runner(self._pipeline.plan, self._pipeline.name, self._call,
-                        continue_on_error=False, concurrent=False, emit=False)
-        result = runner.run(inputs)
+                        continue_on_error=False, concurrent=False, emit=False,
+                        timeout=timeout if isinstance(timeout, int | float) else None)
+        try:
+            result = runner.run(inputs)
+        except StepFailed as exc:  # a timeout keeps its class: the row's error_type
+            timeout_error = next((e for e in exc.errors if isinstance(e, StepTimeout)), None)
+            if timeout_error is not None:
+                raise timeout_error from None
+            raise
         fields = dict(result.state) if self._full_state else result.outputs
         return dspy.Prediction(**fields)
 

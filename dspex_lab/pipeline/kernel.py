@@ -30,6 +30,8 @@ _META = {"error", "latency_ms", "prompt_tokens", "completion_tokens", "cost", "c
 class KernelDSPy:
     """Runs DSPy steps for a pipeline in the kernel (see the module docstring)."""
 
+    bounds_timeout = True  # call_program honours ``timeout`` (LMTimeout / TaskTimeout)
+
     def __init__(self, lm: Any = None, *, cache: bool = True,
                  implementation: str | None = None) -> None:
         self.lm, self.cache, self.implementation = lm, cache, implementation

@@ -8,6 +8,10 @@ steps run in threads (each thread mostly waits on a worker). Every finished step
 the trace, sent to ``on_step`` and emitted as a ``pipeline.step`` telemetry event; the run ends
 with a ``pipeline.run`` event. Streaming lives in ``stream.py``.
 
+``timeout`` bounds the whole run (a batch row): DSPy steps get the time left; native steps,
+``when`` conditions and inline DSPy calls then run in a daemon thread that is abandoned when
+the time is up (Python cannot kill a thread), and the step fails with ``StepTimeout``.
+
     >>> runner = Runner(plan, name="qa", dspy_call=KernelDSPy())
     >>> result = runner.run({"question": "What is 2 + 3?"})
     >>> result["answer"], [r.name for r in result.trace]
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dspex_lab import telemetry
-from dspex_lab.errors import PipelineError
+from dspex_lab.errors import PipelineError, StepTimeout
 from dspex_lab.pipeline.build import Plan
 from dspex_lab.pipeline.result import PipelineResult, StepResult
 from dspex_lab.pipeline.steps import (
@@ -110,6 +114,7 @@ class Runner:
     emit: bool = True
     cancel: threading.Event | None = None
     map_concurrency: int | None = None
+    timeout: float | None = None
     _trace: list[StepResult] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counter: Any = field(default_factory=lambda: itertools.count())
@@ -129,7 +134,8 @@ class Runner:
         state = dict(inputs)
         error: PipelineError | None = None
         try:
-            self._sequence(self.plan.steps, state, _Ctx(), in_place=True)
+            deadline = None if self.timeout is None else self._start + self.timeout
+            self._sequence(self.plan.steps, state, _Ctx(deadline=deadline), in_place=True)
         except StepFailed as exc:
             error = exc
         result = PipelineResult(state, sorted(self._trace, key=lambda r: r.index),
@@ -164,7 +170,9 @@ class Runner:
                     raise StepFailed(f"Step {step.name!r} cannot run: {missing}", step=step.name)
             elif isinstance(step, NativeStep):  # the hot path: no context, no dispatch
                 res.route = "native"
-                writes = res.outputs = step.call(state)
+                writes = res.outputs = (step.call(state) if ctx.deadline is None or
+                                        self.timeout is None else
+                                        self._bounded(step, ctx.deadline, step.call, state))
             else:
                 writes = self._dispatch(step, state, ctx.child(res), res)
         except StepFailed as exc:
@@ -241,7 +249,11 @@ class Runner:
         if ctx.deadline is not None:
             left = max(ctx.deadline - _perf(), 0.001)
             timeout = left if timeout is None else min(timeout, left)
-        leaf = self.dspy_call(step, values, timeout)
+        if (ctx.deadline is None or self.timeout is None
+                or getattr(self.dspy_call, "bounds_timeout", False)):
+            leaf = self.dspy_call(step, values, timeout)
+        else:  # an inline call (to_dspy) may ignore ``timeout``: bound it here
+            leaf = self._bounded(step, ctx.deadline, self.dspy_call, step, values, timeout)
         res.route, res.cached = leaf.route, leaf.cached
         res.prompt_tokens, res.completion_tokens, res.cost = (
             leaf.prompt_tokens, leaf.completion_tokens, leaf.cost)
@@ -308,19 +320,55 @@ class Runner:
         res = StepResult(branch.name, branch.kind, status="error", index=next(self._counter),
                          started_ms=(_perf() - self._start) * 1e3, depth=len(ctx.parents),
                          path=f"{ctx.path}/{branch.name}" if ctx.path else branch.name,
-                         latency_ms=(step.timeout or 0) * 1e3,
-                         error=f"TimeoutError: step {branch.name!r} took longer than "
-                               f"{step.timeout} s (the timeout of parallel step {step.name!r})")
+                         latency_ms=(step.timeout or self.timeout or 0) * 1e3)
+        if step.timeout is not None and (self.timeout is None or step.timeout <= self.timeout):
+            res.error = (f"StepTimeout: step {branch.name!r} took longer than {step.timeout} s "
+                         f"(the timeout of parallel step {step.name!r})")
+        else:
+            res.error = (f"StepTimeout: step {branch.name!r} (branch of {step.name!r}) of "
+                         f"pipeline {self.name!r} did not finish within the timeout of "
+                         f"{self.timeout:g} s; it was abandoned.")
         for name in written(branch):
             self._failed.setdefault(name, branch.name)
         self._finish(res, ctx)
         if not self.continue_on_error:
-            raise StepFailed(res.error or "", step=branch.name, errors=[TimeoutError(res.error)])
+            raise StepFailed(res.error or "", step=branch.name,
+                             errors=[StepTimeout(res.error or "", step=branch.name)])
         return {}
+
+    def _bounded(self, step: Step, deadline: float, fn: Callable[..., Any], *args: Any
+                 ) -> Any:
+        """``fn(*args)`` in a daemon thread, abandoned (``StepTimeout``) at ``deadline``. Only
+        with a run ``timeout``: a parallel step's own timeout abandons its branches itself."""
+        left = deadline - _perf()
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        context = contextvars.copy_context()  # dspy.context() settings go along
+
+        def target() -> None:
+            try:
+                box["value"] = context.run(fn, *args)
+            except BaseException as exc:  # re-raised in the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        if left > 0:
+            threading.Thread(target=target, name=f"dspex-step-{step.name}", daemon=True).start()
+        if left <= 0 or not done.wait(left):
+            raise StepTimeout(
+                f"Step {step.name!r} ({step.kind}) of pipeline {self.name!r} did not finish "
+                f"within the timeout of {self.timeout:g} s; it was abandoned (its thread may "
+                "still be running). Make the step return sooner or raise the timeout.",
+                step=step.name)
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def _when(self, step: When, state: dict[str, Any], ctx: _Ctx, res: StepResult
               ) -> dict[str, Any]:
-        taken = step.test(state)
+        taken = (step.test(state) if ctx.deadline is None or self.timeout is None else
+                 self._bounded(step, ctx.deadline, step.test, state))
         branch = step.then if taken else step.otherwise
         res.detail = "then" if taken else ("otherwise" if branch is not None else "no branch")
         writes = {} if branch is None else self._exec(branch, state, ctx)

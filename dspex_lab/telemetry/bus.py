@@ -62,10 +62,24 @@ def _call_rows(event: Event) -> list[dict[str, Any]]:
 def call_totals(table: Any) -> dict[str, float]:
     """Sums over an ``lm.calls`` table: ``calls``, ``prompt_tokens``, ``completion_tokens``,
     ``cost``, ``cached`` and ``errors``, plus ``latency_ms`` (the sum) over ``timed`` rows
-    (those with a latency). A missing column counts as zero."""
+    (those with a latency). A missing column counts as zero.
+
+    With a ``status`` column (batch runs), ``errors`` counts the rows that *failed*, status
+    ``error`` or ``invalid`` (as ``df.attrs["usage"]["errors"]`` does), never the rows that
+    did not run (``not_run``: a cancel, the budget, an open circuit), and ``calls`` leaves out
+    the rows that made no call (``not_run``, ``invalid``); without one, every non-null
+    ``error`` is an error."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     names = table.column_names
+    if "status" in names:
+        status = table.column("status")
+        failed = int(pc.sum(pc.is_in(status, pa.array(_FAILED))).as_py() or 0)
+        no_call = int(pc.sum(pc.is_in(status, pa.array(_NO_CALL))).as_py() or 0)
+    else:
+        failed = table.num_rows - table.column("error").null_count if "error" in names else 0
+        no_call = 0
 
     def total(name: str) -> float:
         return (pc.sum(table.column(name)).as_py() or 0) if name in names else 0
@@ -75,8 +89,13 @@ def call_totals(table: Any) -> dict[str, float]:
 
     out = {name: total(name) for name in ("prompt_tokens", "completion_tokens", "cost",
                                            "cached", "latency_ms")}
-    return {**out, "calls": table.num_rows, "errors": present("error"),
+    return {**out, "calls": table.num_rows - no_call, "errors": failed,
             "timed": present("latency_ms")}
+
+
+# ``dspex_lab.batch.status`` vocabulary (not imported: telemetry is below the batch package)
+_FAILED = ("error", "invalid")
+_NO_CALL = ("not_run", "invalid")
 
 
 def _weight(event: Event) -> int:

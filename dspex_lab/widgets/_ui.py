@@ -43,15 +43,14 @@ def icon_button(icon: str, tooltip: str, on_click: Callable[[], Any]) -> w.Butto
 
 
 def table_html(frame: Any, max_rows: int = 20, max_chars: int = 80) -> str:
-    """The last ``max_rows`` rows of a DataFrame as a small HTML table (long text cut)."""
+    """The last ``max_rows`` rows of a DataFrame as a small HTML table: every header cell
+    aligned with its column, status colours, error causes, rounded floats, long text cut."""
+    from dspex_lab.display.frame import ResultTable
+
     if frame is None or len(frame) == 0:
         return "<i>no rows yet</i>"
-    tail = frame.tail(max_rows).copy()
-    for col in tail.columns:
-        if tail[col].dtype == object or "string" in str(tail[col].dtype):
-            tail[col] = tail[col].map(lambda v: v if not isinstance(v, str) or len(v) <= max_chars
-                                      else v[:max_chars - 1] + "…")
-    return tail.to_html(max_rows=max_rows, border=0, na_rep="")
+    return ResultTable(frame.tail(max_rows), max_rows=max_rows, max_chars=max_chars,
+                       caption="")._repr_html_()
 
 
 def user_namespace() -> Mapping[str, Any]:

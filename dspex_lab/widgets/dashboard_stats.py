@@ -223,6 +223,19 @@ class DashboardStats:
         centres = (edges[:-1] + edges[1:]) / 2
         return centres.tolist(), counts.tolist(), float(edges[1] - edges[0])
 
+    def latency_log_histogram(self) -> tuple[list[float], list[int]]:
+        """Bin centres (ms, geometric) and counts over log-spaced bins: one 60,000 ms outlier
+        adds a bar on the right instead of squeezing every other call into the first bin."""
+        if not self.latencies:
+            return [], []
+        values = np.maximum(np.fromiter(self.latencies, float), 0.1)
+        low, high = float(values.min()), float(values.max())
+        if high <= low * 1.01:
+            return [low], [len(values)]
+        counts, edges = np.histogram(values, bins=np.geomspace(low, high * 1.0001,
+                                                               self.latency_bins + 1))
+        return np.sqrt(edges[:-1] * edges[1:]).tolist(), counts.tolist()
+
     def series(self) -> dict[str, list[float]]:
         """Per-second series (every second from the oldest kept to the newest): ``t`` (s
         since the first call), ``calls``, ``errors``, and the running ``tokens`` and ``cost``."""

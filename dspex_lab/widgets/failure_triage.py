@@ -43,8 +43,13 @@ class FailureTriage(w.VBox):
         self.retry_button = w.Button(description="Retry selected", icon="redo",
                                      button_style="warning")
         self.retry_button.on_click(lambda _b: self.retry())
+        self.trace_button = w.Button(description="Show trace", icon="list",
+                                     tooltip="the row's LM calls: prompts, replies, attempts")
+        self.trace_button.on_click(lambda _b: self.show_trace())
+        self.trace_view = w.HTML()
         self.status = w.HTML()
         super().__init__([self.cause, self.rows, self.detail,
+                          w.HBox([self.trace_button]), self.trace_view,
                           w.HBox([self.lm, self.temperature, self.adapter]),
                           w.HBox([self.retry_button, self.status])])
         self.add_class("dspex-failure-triage")
@@ -77,6 +82,25 @@ class FailureTriage(w.VBox):
         self._thread.start()
         if wait:
             self._thread.join()
+
+    def show_trace(self, position: int | None = None) -> Any:
+        """Show (and return) the trace of the row at ``position`` (default: the first
+        selected row): its prompts, replies, attempts with their errors, timing and usage."""
+        if position is None:
+            chosen = [p for p in self.rows.value if p in self._by_position]
+            if not chosen:
+                self.trace_view.value = error_html(["Select a row to see its trace first."])
+                return None
+            position = chosen[0]
+        row = self._by_position.get(position) or next(
+            r for r in self.model.failed() if r.position == position)
+        try:
+            trace = self.model.trace(row)
+        except Exception as exc:  # shown in the panel, never raised from a click
+            self.trace_view.value = error_html([f"{type(exc).__name__}: {exc}"])
+            return None
+        self.trace_view.value = trace._repr_html_()
+        return trace
 
     def _options(self, lm: Any, temperature: float | None, adapter: str | None
                  ) -> dict[str, Any]:

@@ -200,6 +200,12 @@ class Triage:
                                                                adapter)
 
     # -- retrying ------------------------------------------------------------------------------
+    def trace(self, row: FailedRow) -> Any:
+        """The row's trace (``dspex_lab.trace.RowTrace``: its LM calls, attempts, errors)."""
+        from dspex_lab.accessor import DspexAccessor
+
+        return DspexAccessor(self.frame).trace(row.label)
+
     def retry(self, positions: Iterable[int], *, lm: Any = None, temperature: float | None = None,
               adapter: str | None = None, **run_options: Any) -> Any:
         """Re-run the rows at ``positions`` (with another LM, temperature or adapter) and merge

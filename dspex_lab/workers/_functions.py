@@ -23,6 +23,8 @@ from typing import Any
 
 import cloudpickle
 
+from dspex_lab.exchange import pickling
+
 __all__ = ["dump_fn", "fn_name"]
 
 _ATOMS = frozenset({int, float, complex, str, bytes, bool, type(None), range, type(Ellipsis),
@@ -56,7 +58,7 @@ def dump_fn(fn: Any) -> bytes:
     if not callable(fn):
         raise TypeError(f"{fn!r} is not callable; pass a function (or any callable) to run.")
     try:
-        blob = cloudpickle.dumps(fn, protocol=5)
+        blob = pickling.dumps(fn, protocol=5)
     except Exception as exc:
         raise TypeError(
             f"The function {fn_name(fn)} cannot be sent to a worker: {type(exc).__name__}: "

@@ -48,11 +48,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-import cloudpickle
 import msgpack
 
 from dspex_lab.errors import ProtocolError
-from dspex_lab.exchange import exceptions, objects, shm
+from dspex_lab.exchange import exceptions, objects, pickling, shm
 from dspex_lab.exchange.exceptions import RemoteTraceback
 from dspex_lab.redaction import redact, redact_exception
 
@@ -146,7 +145,7 @@ def _encode(message: Any, fmt: str | None) -> tuple[Any, str | None]:
                          "or None for automatic.")
     if fmt == "pickle":
         try:
-            body = cloudpickle.dumps(message, protocol=5)
+            body = pickling.dumps(message, protocol=5)
         except Exception as exc:
             raise TypeError(f"This message cannot be pickled ({type(exc).__name__}: {exc}); "
                             "remove the offending value or send it with fmt=None.") from exc

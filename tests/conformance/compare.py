@@ -29,6 +29,14 @@ def prediction_fields(value: Any) -> dict[str, Any]:
     return {"<value>": value}
 
 
+def _completions(prediction: Any) -> list[dict[str, Any]]:
+    """A Prediction's completions as dicts (``dspy.Predict(sig, n=3)``); [] for one."""
+    completions = prediction.completions
+    if completions is None or len(completions) < 2:
+        return []
+    return [dict(completions[i].items()) for i in range(len(completions))]
+
+
 def differences(expected: Any, got: Any, path: str = "value") -> list[str]:
     """Every place where ``got`` differs from ``expected`` in value or in type."""
     import dspy
@@ -41,7 +49,8 @@ def differences(expected: Any, got: Any, path: str = "value") -> list[str]:
         return differences({k: getattr(expected, k) for k in type(expected).model_fields},
                            {k: getattr(got, k) for k in type(got).model_fields}, path)
     if isinstance(expected, dspy.Prediction):
-        return differences(dict(expected.items()), dict(got.items()), path)
+        return (differences(dict(expected.items()), dict(got.items()), path)
+                + differences(_completions(expected), _completions(got), f"{path}.completions"))
     if isinstance(expected, dspy.History):
         return differences(expected.messages, got.messages, f"{path}.messages")
     if isinstance(expected, dspy.Image):

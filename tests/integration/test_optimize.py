@@ -39,7 +39,7 @@ def test_bootstrap_few_shot_save_load_run(dspy_lm, lm_server, tmp_path):
                         max_bootstrapped_demos=3, max_labeled_demos=0)
     assert isinstance(compiled, CompiledProgram)
     assert compiled.demos == 3 and compiled.optimizer == "BootstrapFewShot"
-    assert compiled.score == 1.0 and compiled.metadata["score_source"] == "valset"
+    assert compiled.score == 100.0 and compiled.metadata["score_source"] == "valset"
     assert compiled.metadata["trainset_size"] == 8 and compiled.metadata["metric_calls"] >= 3
     assert any("Bootstrapped 3 full traces" in line for line in compiled.metadata["log"])
     assert lm_server.stats()["requests"] >= 3 + 4          # bootstrap traces + valset
@@ -267,3 +267,36 @@ def test_an_optimizer_instance_with_a_lock_travels_and_equals_plain_dspy(dspy_lm
                            {"max_bootstrapped_demos": 2, "max_labeled_demos": 0}, {})
     assert compiled.demos == 2 and compiled.state == reference.dump_state()
     assert isinstance(mine.error_lock, type(threading.Lock()))   # the caller's instance as it was
+
+
+def test_the_kernels_adapter_reaches_the_compile_as_in_plain_dspy(dspy_lm, lm_server):
+    """``dspy.configure(adapter=dspy.JSONAdapter())`` in the kernel: the optimizer's calls
+    (bootstrap traces, validation) send the same JSON prompts plain DSPy sends."""
+    kw = {"max_bootstrapped_demos": 2, "max_labeled_demos": 0}
+
+    def ours():
+        lm_server.reset()
+        compiled = optimize("question -> answer", LABELLED, expected_matches,
+                            "BootstrapFewShot", lm=dspy_lm, progress=False,
+                            valset=LABELLED[:2], **kw)
+        return compiled, lm_server.stats()
+
+    def plain():
+        lm_server.reset()
+        reference = plain_dspy("BootstrapFewShot", dspy_lm, expected_matches, kw, {})
+        with dspy.context(lm=dspy_lm):
+            dspy.Evaluate(devset=examples(LABELLED[:2]), metric=expected_matches,
+                          display_progress=False)(reference)
+        return reference, lm_server.stats()
+
+    _, chat_stats = ours()
+    dspy.configure(adapter=dspy.JSONAdapter())
+    try:
+        json_compiled, json_stats = ours()
+        reference, plain_stats = plain()
+    finally:
+        dspy.configure(adapter=None)
+    assert json_compiled.state == reference.dump_state()
+    assert json_stats["requests"] == plain_stats["requests"]
+    assert json_stats["prompt_tokens"] == plain_stats["prompt_tokens"]
+    assert json_stats["prompt_tokens"] != chat_stats["prompt_tokens"]  # the adapter mattered

@@ -14,6 +14,7 @@ kernel keeps them per run (the ``MAX_RUNS`` last runs, at most ``MAX_ROWS`` rows
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import threading
@@ -136,8 +137,13 @@ def traced_call(call: Any) -> Any:
         except Exception as exc:
             entry["error"] = _cut(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
             raise
+        except asyncio.CancelledError:
+            entry["error"] = "Cancelled: the attempt was stopped (its deadline, or the run)"
+            raise
         finally:
-            entry["ms"] = (time.perf_counter() - row["t0"]) * 1e3 - entry["at_ms"]
+            t0 = row.get("t0")
+            if t0 is not None:
+                entry["ms"] = (time.perf_counter() - t0) * 1e3 - entry["at_ms"]
 
     return attempt
 

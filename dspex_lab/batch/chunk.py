@@ -46,6 +46,7 @@ from dspex_lab.batch.inputs import input_rows
 from dspex_lab.batch.ratelimits import Pacer, hint_from_error
 from dspex_lab.batch.retry import BreakerConfig, CircuitBreaker, RetryPolicy, classify
 from dspex_lab.batch.status import ERROR, NOT_RUN, OK, part_columns
+from dspex_lab.errors import LMTimeout
 from dspex_lab.kernel_settings import KernelSettings
 from dspex_lab.programs import Program
 from dspex_lab.redaction import redact_text
@@ -163,6 +164,7 @@ class _ChunkState:
         self.rate_limited = self.retries = self.attempts = 0
         self.fast_rows = 0
         self.fast_reason: str | None = None
+        self.deadline = _call_deadline(task)
 
     async def run_row(self, call: Any, inputs: dict[str, Any]) -> _Row:
         start: float | None = None  # from the first call: waiting for a slot is not latency
@@ -184,7 +186,7 @@ class _ChunkState:
                 self.attempts += 1
                 row.attempts += 1
                 try:
-                    outputs, p, c, cost, hint = await call(inputs)
+                    outputs, p, c, cost, hint = await self._bounded(call, inputs)
                 except Exception as exc:
                     error = exc
             if error is None:
@@ -221,6 +223,26 @@ class _ChunkState:
             attempt += 1
         row.latency_ms = (time.perf_counter() - start) * 1e3 if start else 0.0
         return row
+
+    async def _bounded(self, call: Any, inputs: dict[str, Any]) -> Any:
+        """``await call(inputs)``, ended with ``LMTimeout`` past ``self.deadline``: a reply
+        that trickles in byte by byte keeps resetting the client's read timeout."""
+        if self.deadline is None:
+            return await call(inputs)
+        attempt = asyncio.ensure_future(call(inputs))
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=self.deadline)
+        except BaseException:  # the chunk was cancelled (Ctrl-C, cancel=): stop the call too
+            attempt.cancel()
+            raise
+        if done:
+            return attempt.result()
+        attempt.cancel()
+        await asyncio.wait({attempt})  # let it wind up (its thread, if any, is abandoned)
+        raise LMTimeout(
+            f"The LM did not finish its reply within {self.deadline:g} s (the call's timeout "
+            f"of {self.task.options.timeout:g} s, with a margin); pass a longer timeout=, or "
+            "check the LM.", retryable=True)
 
     def _spent(self, row: _Row, error: BaseException) -> None:
         """Usage of a failed row that still made LM calls (a multi-call module)."""
@@ -261,6 +283,21 @@ def _without_engine_advice(text: str) -> str:
 
 
 # -- calling one row ------------------------------------------------------------------------------
+
+_ONE_CALL_KINDS = frozenset({"predict", "cot", "chain_of_thought"})
+
+
+def _call_deadline(task: ChunkTask) -> float | None:
+    """A wall-clock bound for one attempt of a row: for programs that make one LM call an
+    attempt (Predict, ChainOfThought), the run's ``timeout`` with a margin, so the LM client's
+    own timeout speaks first and a reply that trickles in (which keeps resetting the client's
+    read timeout) still ends: ``2 * timeout + 10`` seconds. Modules making several calls an attempt are bounded by the
+    client's per-call timeout only (see docs/concepts/guarantees.md)."""
+    timeout = task.options.timeout
+    if timeout is None or task.program.kind not in _ONE_CALL_KINDS:
+        return None
+    return timeout * 2 + 10.0  # room for a cold worker's first call (lazy imports)
+
 
 def _runner(task: ChunkTask, state: _ChunkState) -> Any:
     """``async call(inputs) -> (outputs, prompt_tokens, completion_tokens, cost, hint)``

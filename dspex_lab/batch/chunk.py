@@ -291,8 +291,8 @@ def _call_deadline(task: ChunkTask) -> float | None:
     """A wall-clock bound for one attempt of a row: for programs that make one LM call an
     attempt (Predict, ChainOfThought), the run's ``timeout`` with a margin, so the LM client's
     own timeout speaks first and a reply that trickles in (which keeps resetting the client's
-    read timeout) still ends: ``2 * timeout + 10`` seconds. Modules making several calls an attempt are bounded by the
-    client's per-call timeout only (see docs/concepts/guarantees.md)."""
+    read timeout) still ends: ``2 * timeout + 10`` seconds. Modules making several calls an
+    attempt are bounded by the client's per-call timeout only (see docs/concepts/guarantees)."""
     timeout = task.options.timeout
     if timeout is None or task.program.kind not in _ONE_CALL_KINDS:
         return None

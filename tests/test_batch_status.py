@@ -185,3 +185,5 @@ def test_bar_events_and_usage_agree_at_the_end_of_a_cancelled_run_with_errors(se
     assert (last["rows_done"], last["errors"], last["not_run"]) == (
         finished, usage["errors"], usage["not_run"])
     assert status.counts(out["status"])["not_run"] == usage["not_run"]
+    assert usage["retries"] > 0 and last["retries"] == usage["retries"]  # the 500 was retried
+    assert f"retries={usage['retries']:,}" in final

@@ -389,8 +389,6 @@ class _Run:
         p = int(pc.sum(part.column("prompt_tokens")).as_py() or 0)
         c = int(pc.sum(part.column("completion_tokens")).as_py() or 0)
         cost = float(pc.sum(part.column("cost")).as_py() or 0.0)
-        retries = int(pc.sum(pc.max_element_wise(
-            pc.subtract(part.column("attempts").fill_null(0), 1), 0)).as_py() or 0)
         self.counts["rows"] += part.num_rows
         self.counts["finished"] += finished
         self.counts["errors"] += errors
@@ -405,8 +403,8 @@ class _Run:
         if skipped != "not_run":
             self._show_part(part, rows)
         if self.bar is not None:
-            self.bar.update(finished, errors, p + c, cost,
-                            not_run=by_status[_status.NOT_RUN], retries=retries)
+            self.bar.update(finished, errors, p + c, cost, not_run=by_status[_status.NOT_RUN],
+                            retries=self.counts["retries"] - self.bar.retries)  # one count
         elapsed = time.perf_counter() - self.started
         telemetry.emit("run.progress", run_id=self.run_id, rows_done=self.counts["finished"],
                        rows=self.n, errors=self.counts["errors"],

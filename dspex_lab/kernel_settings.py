@@ -31,7 +31,6 @@ clear the setting for the call with ``with dspy.context(callbacks=[]): ...``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -177,13 +176,6 @@ def adapter_key(adapter: Any) -> str | None:
 
 
 def _fingerprint(obj: Any) -> str:
-    try:
-        from dspex_lab.identity import fingerprint
-    except ImportError:  # pragma: no cover - identity.py ships with dspex_lab
-        import cloudpickle
+    from dspex_lab.identity import fingerprint
 
-        try:
-            return hashlib.sha256(cloudpickle.dumps(obj)).hexdigest()[:16]
-        except Exception:
-            return hashlib.sha256(repr(obj).encode()).hexdigest()[:16]
-    return str(fingerprint(obj))[:16]
+    return fingerprint(obj)[:16]

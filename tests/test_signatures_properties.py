@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from dspex_lab.errors import SignatureError
-from dspex_lab.signatures import Field, Signature, TypeSpec, parse_signature, parse_type
+from dspex_lab.signatures import Field, Signature, TypeSpec, parse_signature, parse_type, signature
 from dspex_lab.signatures.spec import literal_of, name_problem, union_of
 from dspex_lab.signatures.to_dspy import typespec_of
 
@@ -132,3 +132,12 @@ def test_mutated_signatures_raise_only_signature_error(sig: Signature, data: st.
     junk = data.draw(st.text(max_size=3) | SIGNATURE_ALPHABET)
     cut = data.draw(st.integers(0, 3))
     _check_only_signature_errors(text[:at] + junk + text[at + cut:])
+
+
+def test_to_dspy_round_trips_when_typing_hands_back_an_equal_literal_in_another_order():
+    """typing caches ``Literal[...]`` (and Unions of it) by value equality, in any order: the
+    class DSPy builds may hold the values in the order an earlier signature wrote them."""
+    first = signature("A -> B: Literal[14599, None, 28320] | bool")
+    first.to_dspy()
+    sig = signature("A -> B: Literal[14599, 28320, None] | bool")
+    assert Signature.from_dspy(sig.to_dspy()) == sig

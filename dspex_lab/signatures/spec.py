@@ -137,7 +137,9 @@ def _make(name: str, args: tuple = (), form: tuple | None = None) -> TypeSpec:
     _set(spec, "args", args)
     _set(spec, "_form", form)
     if name == "Literal":
-        key = (name, tuple((type(v), v) for v in args))
+        # equal as typing's Literals are: by their values, in any order (typing caches a
+        # Literal and the Unions holding it by that equality, so DSPy may hand back either)
+        key = (name, frozenset((type(v), v) for v in args))
         text = f"Literal[{', '.join(repr(v) for v in args)}]"
     else:
         key = (name, args)

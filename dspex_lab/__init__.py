@@ -12,76 +12,66 @@ Attributes load lazily, so ``import dspex_lab`` is fast and does not import DSPy
 
 from __future__ import annotations
 
-import importlib
-import os
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+from dspex_lab import _env
+from dspex_lab._lazy import lazy_exports
+
+_env.apply()
 
 __version__ = "0.1.0"
 
+PUBLIC = ("signature", "Signature", "configure", "predict", "chain_of_thought", "react", "run",
+          "last_run", "estimate", "evaluate", "optimize", "load", "Pipeline", "template",
+          "errors")
+"""The public face: what ``dir(dspex_lab)`` lists. Everything else lives in a subpackage
+(``dspex_lab.workers.get_pool``, ``dspex_lab.batch.record``...); the older top-level spellings
+below still resolve."""
+
 _EXPORTS: dict[str, str] = {
-    # signatures
+    # the public face
     "signature": "dspex_lab.signatures",
     "Signature": "dspex_lab.signatures",
-    "Field": "dspex_lab.signatures",
-    # LM configuration
     "configure": "dspex_lab.settings",
-    "get_lm": "dspex_lab.lm",
-    # single calls
     "predict": "dspex_lab.calls",
     "chain_of_thought": "dspex_lab.calls",
     "react": "dspex_lab.calls",
-    # programs and routing
-    "Program": "dspex_lab.programs",
-    "as_program": "dspex_lab.programs",
-    "get_router": "dspex_lab.router",
-    # pools
-    "get_pool": "dspex_lab.workers",
-    "pool_status": "dspex_lab.workers",
-    # batch runs over DataFrames
     "run": "dspex_lab.batch",
     "last_run": "dspex_lab.batch",
     "estimate": "dspex_lab.batch",
+    "evaluate": "dspex_lab.evaluate",
+    "optimize": "dspex_lab.optimize",
+    "load": "dspex_lab.persistence",
+    "Pipeline": "dspex_lab.pipeline",
+    "template": "dspex_lab.native.templates",
+    # older spellings, still resolving (import them from their subpackage)
+    "Field": "dspex_lab.signatures",
+    "get_lm": "dspex_lab.lm",
+    "Program": "dspex_lab.programs",
+    "as_program": "dspex_lab.programs",
+    "get_router": "dspex_lab.router",
+    "get_pool": "dspex_lab.workers",
+    "pool_status": "dspex_lab.workers",
     "record": "dspex_lab.batch",
     "replay": "dspex_lab.batch",
-    # evaluation, optimization, saved programs, templates
-    "evaluate": "dspex_lab.evaluate",
     "EvaluationResult": "dspex_lab.evaluate",
-    "optimize": "dspex_lab.optimize",
     "CompiledProgram": "dspex_lab.persistence",
-    "load": "dspex_lab.persistence",
-    "template": "dspex_lab.native.templates",
     "Template": "dspex_lab.native.templates",
-    # pipelines
-    "Pipeline": "dspex_lab.pipeline",
-    # errors
     "DspexError": "dspex_lab.errors",
     "SignatureError": "dspex_lab.errors",
     "ValidationError": "dspex_lab.errors",
 }
 
 _SUBMODULES = {name: f"dspex_lab.{name}" for name in (
-    "telemetry", "errors", "router", "workers", "lm_server", "testing", "exchange",
-    "distributed", "pipeline", "widgets")}
+    "errors", "telemetry", "router", "workers", "lm_server", "testing", "exchange",
+    "distributed", "pipeline", "widgets", "batch", "retrieval")}
 _SUBMODULES["metrics"] = "dspex_lab.native.metrics"
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__", "load_ipython_extension",
-                  "unload_ipython_extension"])
+__all__ = [*PUBLIC, "__version__"]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(_SUBMODULES[name])
-    raise AttributeError(f"module 'dspex_lab' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, submodules=_SUBMODULES,
+                                    public=[*PUBLIC, "__version__", "load_ipython_extension",
+                                            "unload_ipython_extension"])
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
 DEMO_QUESTIONS = [
     "What is the capital of France?",
     "What is 12 * 7?",

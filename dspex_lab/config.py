@@ -8,6 +8,7 @@ does ``c.Dspex.lm = ...`` in ``ipython_config.py``::
     %config Dspex.concurrency = 8                # LM calls in flight for --df runs
     %config Dspex.cache = False                  # skip the result cache
     %config Dspex.aliases = {"fast": "openai/gpt-4o-mini", "local": "ollama_chat/llama3"}
+    %config Dspex.warm_pool = False              # do not start the workers at %load_ext
 
 Outside IPython the same object is ``get_config()``:
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitlets import Bool, Dict, Enum, Int, TraitError, Unicode, validate
+from traitlets import Bool, Dict, Enum, Int, TraitError, Unicode, observe, validate
 from traitlets.config import SingletonConfigurable
 
 from dspex_lab.errors import ConfigurationError
@@ -57,6 +58,20 @@ class Dspex(SingletonConfigurable):
     aliases = Dict(value_trait=Unicode(), key_trait=Unicode(),
                    help="Model aliases: {'fast': 'openai/gpt-4o-mini'}; --lm and Dspex.lm "
                    "accept the alias names.").tag(config=True)
+
+    warm_pool = Bool(True, help="Start the worker pool and import DSPy in the background at "
+                     "%load_ext, so the first answer is quick (c.Dspex.warm_pool = False in "
+                     "ipython_config.py, or DSPEX_WARM_POOL=0, to skip; False after loading "
+                     "shuts an unused warmed pool down).").tag(config=True)
+
+    @observe("warm_pool")
+    def _warm_pool_changed(self, change: Any) -> None:
+        from dspex_lab import warmup
+
+        if change["new"]:
+            warmup.start()
+        else:
+            warmup.release()
 
     @validate("concurrency")
     def _check_concurrency(self, proposal: Any) -> Any:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import itertools
-import os
 import threading
 import time
 import traceback
@@ -39,7 +38,6 @@ _STORE: dict[tuple[str, str], Any] = {}  # lives in each Dask worker: session ob
 
 def _run_task(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     """Runs on the Dask worker: call ``fn`` and turn foreign errors into ``RemoteError``."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         return fn(*args, **kwargs)
     except DspexError:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Any
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 EMBEDDED_PRICE_PER_TOKEN = (0.15e-6, 0.60e-6)
 """The embedded LM is priced like a small hosted model (USD per prompt / completion token),

@@ -16,8 +16,7 @@ Names load lazily: importing this package (or the protocol) does not import pand
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dspex_lab._lazy import lazy_exports
 
 _EXPORTS = {
     "ipc_to_table": "arrow", "split": "arrow", "table_to_ipc": "arrow", "to_arrow": "arrow",
@@ -28,12 +27,5 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"dspex_lab.exchange.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'dspex_lab.exchange' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"dspex_lab.exchange.{module}" for name, module in _EXPORTS.items()})

@@ -10,9 +10,7 @@ Importing this package does not import DSPy; ``callbacks`` (which does) loads on
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from dspex_lab._lazy import lazy_exports
 from dspex_lab.lm.config import (
     EMBEDDED_MODEL,
     LMSpec,
@@ -48,7 +46,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'dspex_lab.lm' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, public=__all__)

@@ -6,7 +6,8 @@ Loading registers, once each: the magics (``%%dspex``, ``%dspex``, ``%dspex_lm``
 configurable (for ``%config Dspex.lm = ...``), the HTML formatter for ``dspy.Prediction``, the
 ``VAR << %dspex`` input transformer and the JupyterLab panel's comm target. Unloading removes
 all of them and closes the telemetry dashboard ``%dspex_telemetry`` opened; ``Dspex`` settings
-survive an unload/reload. Nothing here imports DSPy.
+survive an unload/reload. Nothing here imports DSPy; loading starts the ``general`` pool and
+imports DSPy in a background thread (``dspex_lab.warmup``; ``Dspex.warm_pool`` turns it off).
 
     >>> ip = get_ipython()
     >>> load_ipython_extension(ip); load_ipython_extension(ip)      # idempotent
@@ -41,6 +42,10 @@ def load_ipython_extension(ipython: Any) -> None:
     if config not in ipython.configurables:
         ipython.configurables.append(config)
     ipython.register_magics(DspexMagics)
+    if config.warm_pool:
+        from dspex_lab import warmup
+
+        warmup.start()  # in the background: the first answer is quick, %load_ext stays instant
     display.register(ipython)
     transform.install(ipython)
     try:

@@ -22,8 +22,7 @@ Names load lazily: importing this package imports neither ipywidgets nor plotly.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dspex_lab._lazy import lazy_exports
 
 _EXPORTS = {
     "SignatureBuilder": "dspex_lab.widgets.signature_builder",
@@ -46,15 +45,5 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "dashboard"])
 
 
-def __getattr__(name: str) -> Any:
-    if name == "dashboard":
-        return importlib.import_module("dspex_lab.widgets.dashboard")
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dspex_lab.widgets' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(
+    __name__, _EXPORTS, submodules={"dashboard": "dspex_lab.widgets.dashboard"})

@@ -16,8 +16,7 @@ only what it needs).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dspex_lab._lazy import lazy_exports
 
 _EXPORTS = {
     "WorkerPool": "dspex_lab.workers.pool",
@@ -34,13 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dspex_lab.workers' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

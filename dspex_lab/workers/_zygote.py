@@ -28,6 +28,8 @@ from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
 from typing import Any
 
+from dspex_lab import _env
+
 __all__ = ["Zygote", "main"]
 
 _BOOT = ("import sys; sys.path.insert(0, {root!r}); "
@@ -58,8 +60,7 @@ class Zygote:
     def start(self) -> None:
         """Start the process; it imports the preload modules in the background."""
         parent, child = Pipe(duplex=True)
-        env = {**os.environ, **self.env, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-               "PYTHONUNBUFFERED": "1"}
+        env = {**_env.apply({**os.environ, **self.env}), "PYTHONUNBUFFERED": "1"}
         root = str(Path(__file__).resolve().parents[2])
         cmd = [sys.executable, "-c", _BOOT.format(root=root), str(child.fileno()),
                str(os.getpid())]

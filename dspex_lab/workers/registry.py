@@ -8,7 +8,8 @@
 
 ``general`` has one worker per CPU; ``optimizer`` has one worker whose numeric libraries are
 limited to one thread (an optimizer run is long and should not fight the other pools for
-cores). Both preload DSPy. Every pool is shut down at interpreter exit.
+cores). Both preload DSPy and dspex_lab's worker side (``PRELOAD``). Every pool is shut
+down at interpreter exit.
 """
 
 from __future__ import annotations
@@ -22,15 +23,21 @@ from typing import Any
 from dspex_lab.errors import ConfigurationError
 from dspex_lab.workers.pool import WorkerPool, shutdown_live_pools
 
-__all__ = ["configure_pools", "get_pool", "pool_config", "pool_status", "shutdown_all"]
+__all__ = ["configure_pools", "get_pool", "pool_config", "pool_status", "release_if_unused",
+           "shutdown_all"]
 
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1",
                "TOKENIZERS_PARALLELISM": "false"}
 
+PRELOAD = ("dspy", "dspex_lab.calls", "dspex_lab.runtime", "dspex_lab.batch.chunk",
+           "dspex_lab.batch.transport")
+"""What dspex_lab's own pools import in their zygote: DSPy and the worker side of single calls
+and batch chunks, so a worker's first task does not pay for imports (~0.3 s)."""
+
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "general": {"size": None},
-    "optimizer": {"size": 1, "env": _ONE_THREAD},
+    "general": {"size": None, "preload": PRELOAD},
+    "optimizer": {"size": 1, "env": _ONE_THREAD, "preload": PRELOAD},
 }
 _OPTIONS = [p for p in inspect.signature(WorkerPool).parameters if p != "name"]
 _IN_PLACE = {"size", "task_timeout", "max_tasks_per_worker", "max_rss_mb", "max_queue",
@@ -115,6 +122,22 @@ def pool_status() -> list[dict[str, Any]]:
     with _lock:
         pools = [p for p in _pools.values() if p._state in ("new", "running")]
     return [p.status() for p in pools]
+
+
+def release_if_unused(name: str) -> bool:
+    """Shut down pool ``name`` if it exists and has never run a task (a pool warmed up ahead
+    of use that is no longer wanted); True when it did."""
+    with _lock:
+        pool = _pools.get(name)
+        if pool is None:
+            return False
+        status = pool.status()
+        if (status.get("tasks_done", 0) or status["busy"] or status["queued"]
+                or any(w["sessions"] for w in status["workers"])):
+            return False
+        del _pools[name]
+    pool.shutdown(wait=False, cancel_futures=False)
+    return True
 
 
 def shutdown_all(wait: bool = True) -> None:

@@ -353,7 +353,6 @@ def run(conn: Connection, cell_fd: int | None, zygote_pid: int, kernel_pid: int,
     set_parent_death_signal()
     if os.getppid() != zygote_pid:  # the zygote died between fork and prctl
         os._exit(0)
-    os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     if cwd:
         with contextlib.suppress(OSError):
             os.chdir(cwd)

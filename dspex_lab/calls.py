@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dspex_lab import telemetry
-from dspex_lab.batch import recording as _replay
-from dspex_lab.batch.retry import classify
 from dspex_lab.cache import cache_key, get_cache
 from dspex_lab.errors import LMError, LMTimeout
 from dspex_lab.kernel_settings import KernelSettings, capture
+from dspex_lab.lm import recording as _replay
+from dspex_lab.lm.failures import classify
+from dspex_lab.lm.spec import lm_identity
 from dspex_lab.programs import Program, as_program
 from dspex_lab.redaction import redact_exception
 from dspex_lab.router import get_router, register
@@ -53,17 +54,6 @@ class CallInfo:
         from dspex_lab.cache import origin
 
         return origin(self.cached_at, self.cached_session)
-
-
-def lm_identity(lm: Any) -> str:
-    """What identifies an LM for caching (model and settings; never the key, never the port
-    of the embedded server, which changes with every kernel)."""
-    model = str(getattr(lm, "model", lm))
-    drop = {"api_key", "callbacks"}
-    if "dspex-embedded" in model:
-        drop |= {"api_base", "base_url"}
-    kwargs = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k not in drop}
-    return f"{model}|{sorted(kwargs.items())!r}"
 
 
 def _key(program: Program, inputs: dict[str, Any], lm: Any, settings: KernelSettings | None,

@@ -29,11 +29,12 @@ from traitlets import Bool, Dict, Enum, Int, TraitError, Unicode, observe, valid
 from traitlets.config import SingletonConfigurable
 
 from dspex_lab.errors import ConfigurationError
+from dspex_lab.kinds import ADAPTERS, MAGIC_MODULES
 
 __all__ = ["MODULES", "Dspex", "get_config"]
 
-MODULES = ("predict", "cot", "react")
-"""The module kinds ``%%dspex --module`` and ``Dspex.module`` accept."""
+MODULES = MAGIC_MODULES
+"""The module kinds ``%%dspex --module`` and ``Dspex.module`` accept (``kinds.MAGIC_MODULES``)."""
 
 _MAX_ALIAS_DEPTH = 16
 
@@ -47,7 +48,7 @@ class Dspex(SingletonConfigurable):
                  "dspex_lab's default LM.").tag(config=True)
     module = Enum(MODULES, default_value="predict",
                   help="The DSPy module when --module is not given.").tag(config=True)
-    adapter = Enum(("chat", "json", "xml"), default_value=None, allow_none=True,
+    adapter = Enum(tuple(ADAPTERS), default_value=None, allow_none=True,
                    help="The DSPy adapter when --adapter is not given (None: DSPy's)."
                    ).tag(config=True)
     concurrency = Int(None, allow_none=True,

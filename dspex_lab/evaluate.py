@@ -48,15 +48,15 @@ from typing import Any
 from dspex_lab import telemetry
 from dspex_lab.batch.status import NOT_RUN
 from dspex_lab.errors import ConfigurationError
+from dspex_lab.kinds import RESULT_COLUMNS
 from dspex_lab.native.metrics import Metric, accuracy, exact_match, f1
 from dspex_lab.programs import Program, as_program
 
 __all__ = ["BATCH_COLUMNS", "EvaluationResult", "ExampleView", "as_score", "dspy_score",
            "evaluate", "resolve_metric", "score_predictions"]
 
-BATCH_COLUMNS = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost", "cached",
-                 "status", "error_type", "attempts")
-"""The bookkeeping columns ``batch.run`` adds next to the output fields."""
+BATCH_COLUMNS = RESULT_COLUMNS
+"""The bookkeeping columns ``batch.run`` adds next to the output fields (``kinds``)."""
 
 NATIVE_METRICS: dict[str, Metric] = {m.name: m for m in (exact_match, f1, accuracy)}
 

@@ -411,7 +411,7 @@ def _dspex_signature_text(obj: Any) -> tuple[str, str | None] | None:
 
 
 def _lm_identity(lm: Any) -> str:
-    from dspex_lab.calls import lm_identity
+    from dspex_lab.lm.spec import lm_identity
 
     return lm_identity(lm)
 

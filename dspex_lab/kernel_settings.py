@@ -36,11 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dspex_lab.errors import ConfigurationError
+from dspex_lab.kinds import ADAPTERS
 
 __all__ = ["ADAPTERS", "KernelSettings", "adapter_key", "capture", "make_adapter"]
-
-ADAPTERS = {"chat": "ChatAdapter", "json": "JSONAdapter", "xml": "XMLAdapter"}
-"""Short adapter names and the dspy classes they stand for."""
 
 _NOT_CARRIED = frozenset({"lm", "adapter", "trace", "branch_idx", "usage_tracker",
                           "caller_predict", "caller_modules", "track_usage", "callbacks",

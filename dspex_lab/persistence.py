@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dspex_lab.errors import ConfigurationError
+from dspex_lab.kinds import MODULE_KINDS
 from dspex_lab.programs import Program, as_program
 
 __all__ = ["FORMAT", "CompiledProgram", "import_path", "load", "resolve_import_path"]
@@ -30,7 +31,7 @@ __all__ = ["FORMAT", "CompiledProgram", "import_path", "load", "resolve_import_p
 FORMAT = "dspex_lab.compiled_program"
 VERSION = 2
 """Format version; 2: ``score`` is a percentage (0-100, like ``dspy.Evaluate``), 1: 0-1."""
-_DSPY_KINDS = {"Predict": "predict", "ChainOfThought": "cot"}
+_DSPY_KINDS = {MODULE_KINDS[kind]: kind for kind in ("predict", "cot")}
 
 
 class CompiledProgram:

@@ -26,16 +26,8 @@ from typing import Any
 
 from dspex_lab.errors import ConfigurationError
 from dspex_lab.identity import fingerprint
+from dspex_lab.kinds import MODULE_KINDS
 from dspex_lab.signatures import Signature, signature
-
-MODULE_KINDS: dict[str, str] = {
-    "predict": "Predict",
-    "cot": "ChainOfThought",
-    "chain_of_thought": "ChainOfThought",
-    "react": "ReAct",
-    "module": "",
-}
-"""Module kinds and the dspy class each builds (``module`` wraps any ``dspy.Module``)."""
 
 
 @dataclass(frozen=True, eq=False)

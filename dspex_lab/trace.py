@@ -152,7 +152,7 @@ async def traced_row(run_row: Any, call: Any, inputs: dict[str, Any], keep_all: 
     """``await run_row(call, inputs)`` recording the row's trace into ``row.trace`` (kept for
     failed rows, and for every row when ``keep_all``); the ``dspy.LM`` calls are recorded by
     the callback ``observe`` put on the LM (none with the fast transport, which bypasses it)."""
-    from dspex_lab.batch.status import OK
+    from dspex_lab.kinds import OK
     from dspex_lab.redaction import redact_text
 
     record: dict[str, Any] = {"t0": time.perf_counter(), "attempts": [], "calls": []}

@@ -27,17 +27,14 @@ from dspex_lab.batch import status as _status
 from dspex_lab.batch.inputs import InputBatch
 from dspex_lab.batch.spill import ROW
 from dspex_lab.exchange import values as _values
+from dspex_lab.kinds import CALL_COLUMNS, RESULT_COLUMNS, STATUS_COLUMNS
 
 __all__ = ["META_COLUMNS", "RESULT_COLUMNS", "assemble", "ordered", "part_frame", "result_part",
            "to_arrow_values", "usage_totals", "with_rows"]
 
-_CALL_META = ("error", "latency_ms", "prompt_tokens", "completion_tokens", "cost")
-
-META_COLUMNS = (*_CALL_META, *_status.COLUMNS)
-"""The bookkeeping columns a chunk returns after its output columns."""
-
-RESULT_COLUMNS = (*_CALL_META, "cached", *_status.COLUMNS)
-"""The bookkeeping columns of every result, after the output fields."""
+META_COLUMNS = (*CALL_COLUMNS, *STATUS_COLUMNS)
+"""The bookkeeping columns a chunk returns after its output columns (``cached`` is added by
+the kernel: ``kinds.RESULT_COLUMNS``)."""
 
 _META_TYPES = {"error": pa.string(), "latency_ms": pa.float64(), "prompt_tokens": pa.int64(),
                "completion_tokens": pa.int64(), "cost": pa.float64(), "cached": pa.bool_(),

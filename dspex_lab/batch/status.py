@@ -39,23 +39,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dspex_lab.kinds import CACHED, ERROR, FAILED, INVALID, NOT_RUN, OK, STATUS_COLUMNS, STATUSES
+
 __all__ = ["CACHED", "COLUMNS", "ERROR", "FAILED", "INVALID", "NOT_RUN", "OK", "STATUSES",
            "TYPES", "counts", "failed_mask", "finished", "from_errors", "part_columns",
            "totals"]
 
-OK = "ok"
-ERROR = "error"
-INVALID = "invalid"
-NOT_RUN = "not_run"
-CACHED = "cached"
-
-STATUSES = (OK, ERROR, INVALID, NOT_RUN, CACHED)
-"""Every value of the ``status`` column, in display order."""
-
-FAILED = (ERROR, INVALID)
-"""The statuses of rows that failed (counted in ``errors``)."""
-
-COLUMNS = ("status", "error_type", "attempts")
+COLUMNS = STATUS_COLUMNS
 """The status columns of every result, after the other bookkeeping columns."""
 
 TYPES = {"status": pa.string(), "error_type": pa.string(), "attempts": pa.int64()}

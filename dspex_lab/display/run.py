@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from dspex_lab.display._html import box, cost, esc, ms
+from dspex_lab.kinds import final_state
 
 __all__ = ["RunSummary", "rerun_hint", "run_summary_parts"]
 
@@ -30,8 +31,6 @@ def run_summary_parts(usage: dict[str, Any]) -> list[str]:
     tokens, cost, wall time, rows/s."""
     rows, errors = _count(usage, "rows"), _count(usage, "errors")
     not_run, invalid = _count(usage, "not_run"), _count(usage, "invalid")
-    from dspex_lab.batch.progress import final_state  # (importing batch pulls in pandas)
-
     state = final_state(str(usage.get("status") or "finished"), errors)
     tokens = int(usage.get("total_tokens", 0) or
                  usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))

@@ -18,7 +18,7 @@ from dspex_lab.redaction import redact, remember
 if TYPE_CHECKING:
     import dspy
 
-__all__ = ["EMBEDDED_MODEL", "LMSpec", "spec_from_lm"]
+__all__ = ["EMBEDDED_MODEL", "LMSpec", "lm_identity", "spec_from_lm"]
 
 EMBEDDED_MODEL = "openai/dspex-embedded"
 _NOT_KWARGS = {"callbacks"}
@@ -96,3 +96,14 @@ def spec_from_lm(lm: Any) -> LMSpec:
     if isinstance(engine, str) and engine != "auto":
         kwargs["engine"] = engine
     return LMSpec(str(lm.model), kwargs)
+
+
+def lm_identity(lm: Any) -> str:
+    """What identifies an LM for caching (model and settings; never the key, never the port
+    of the embedded server, which changes with every kernel)."""
+    model = str(getattr(lm, "model", lm))
+    drop = {"api_key", "callbacks"}
+    if "dspex-embedded" in model:
+        drop |= {"api_base", "base_url"}
+    kwargs = {k: v for k, v in (getattr(lm, "kwargs", None) or {}).items() if k not in drop}
+    return f"{model}|{sorted(kwargs.items())!r}"

@@ -31,6 +31,7 @@ from dspex_lab.errors import (
     SignatureError,
     TaskError,
 )
+from dspex_lab.kinds import ADAPTERS
 from dspex_lab.magics._line import split_line
 from dspex_lab.magics.cache import cache_info
 from dspex_lab.magics.history import history_table
@@ -130,7 +131,7 @@ class DspexMagics(Magics):
     @argument("--with", dest="with_", default=None, metavar="NAME",
               help="Reuse the program saved as NAME (or a notebook variable holding a "
                    "Program, Pipeline, dspy.Module or signature).")
-    @argument("--adapter", choices=("chat", "json", "xml"), default=None,
+    @argument("--adapter", choices=tuple(ADAPTERS), default=None,
               help="The DSPy adapter (default: Dspex.adapter, else DSPy's ChatAdapter).")
     @argument("--tools", default=None, metavar="F,G",
               help="For --module react: comma-separated names of notebook functions.")

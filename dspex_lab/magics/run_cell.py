@@ -23,14 +23,11 @@ from typing import Any
 from dspex_lab import history
 from dspex_lab.config import Dspex, get_config
 from dspex_lab.errors import ConfigurationError, Interrupted
+from dspex_lab.kinds import OPERATIONS
 from dspex_lab.magics import saved as saved_programs
 from dspex_lab.magics.body import parse_body, parse_columns
 
 __all__ = ["OPERATIONS", "DspexRequest", "run_dspex"]
-
-OPERATIONS = {"predict": "predict", "cot": "chain_of_thought",
-              "chain_of_thought": "chain_of_thought", "react": "react", "module": "predict"}
-"""The ``dspex_lab.calls`` operation for each program kind."""
 
 
 @dataclass(frozen=True)

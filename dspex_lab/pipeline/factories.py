@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dspex_lab.errors import PipelineError
+from dspex_lab.kinds import MODULE_KINDS
 from dspex_lab.pipeline.steps import (
     DSPY_KINDS,
     DSPyStep,
@@ -302,7 +303,7 @@ def _custom_signature(mod: Any, inputs: Iterable[str] | None, outputs: Iterable[
     from dspex_lab.programs import _module_signature
 
     sig = _module_signature(mod)
-    if sig is not None and type(mod).__name__ == "ChainOfThought" and len(sig.outputs) > 1:
+    if sig is not None and type(mod).__name__ == MODULE_KINDS["cot"] and len(sig.outputs) > 1:
         sig = Signature(sig.inputs, tuple(f for f in sig.outputs if f.name != "reasoning"),
                         sig.instructions)
     if sig is None:

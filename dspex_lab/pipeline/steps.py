@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from dspex_lab.errors import PipelineError
+from dspex_lab.kinds import OPERATIONS
 from dspex_lab.signatures import Signature
 
 __all__ = ["DSPY_KINDS", "DSPyStep", "Map", "NativeStep", "Parallel", "Sequence", "Step", "When",
            "walk", "written"]
 
-DSPY_KINDS = {"predict": "predict", "cot": "chain_of_thought", "chain_of_thought":
-              "chain_of_thought", "react": "react", "module": "predict"}
-"""DSPy step module kinds -> the routed operation that runs them."""
+DSPY_KINDS = OPERATIONS
+"""DSPy step module kinds -> the routed operation that runs them (``kinds.OPERATIONS``)."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,6 +31,7 @@ from dspex_lab.errors import (
     TaskTimeout,
     WorkerCrashed,
 )
+from dspex_lab.workers.session import FACTORIES
 
 _task_ids = itertools.count(1)
 _STORE: dict[tuple[str, str], Any] = {}  # lives in each Dask worker: session objects
@@ -47,8 +48,33 @@ def _run_task(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
                           traceback.format_exc()) from exc
 
 
-def _store(session: str, name: str, obj: Any) -> None:
-    _STORE[(session, name)] = obj() if callable(obj) and isinstance(obj, type) else obj
+_SESSION = threading.local()  # in a Dask worker: the session whose task runs in this thread
+
+
+def in_session() -> bool:
+    """True inside a task a ``DaskSession`` submitted (in the Dask worker)."""
+    return getattr(_SESSION, "id", None) is not None
+
+
+def stored(name: str) -> Any:
+    """The object the current Dask session stored under ``name`` (``workers.stored``)."""
+    try:
+        return _STORE[(_SESSION.id, name)]
+    except (AttributeError, KeyError):
+        raise PoolError(f"Nothing named {name!r} is stored in this session; store it first "
+                        "with session.store(name, obj).") from None
+
+
+def _in_session(session: str, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    _SESSION.id = session
+    try:
+        return _run_task(fn, args, kwargs)
+    finally:
+        _SESSION.id = None
+
+
+def _store(session: str, name: str, obj: Any, factory: bool) -> None:
+    _STORE[(session, name)] = obj() if factory else obj
 
 
 def _call_stored(session: str, target: str, args: tuple, kwargs: dict) -> Any:
@@ -58,7 +84,7 @@ def _call_stored(session: str, target: str, args: tuple, kwargs: dict) -> Any:
     except KeyError:
         raise PoolError(f"Nothing named {name!r} is stored in this session; "
                         "store it first with session.store(name, obj).") from None
-    return _run_task(getattr(obj, method) if method else obj, args, kwargs)
+    return _in_session(session, getattr(obj, method) if method else obj, args, kwargs)
 
 
 def _settle(fut: cf.Future, result: Any = None, exc: BaseException | None = None) -> None:
@@ -234,8 +260,9 @@ class DaskSession:
         return self.pool._submit(fn, args, None, [self.address], fn.__name__).result()
 
     def store(self, name: str, obj: Any) -> None:
-        """Keep ``obj`` (or an instance of the class ``obj``) on the pinned worker."""
-        self._pinned(_store, self.id, name, obj)
+        """Keep ``obj`` on the pinned worker (a class or function is called there to build
+        it, as in a local session)."""
+        self._pinned(_store, self.id, name, obj, isinstance(obj, FACTORIES))
 
     def call(self, target: str, *args: Any, **kwargs: Any) -> Any:
         """Call a stored object (``"name"``) or one of its methods (``"name.method"``)."""
@@ -243,8 +270,8 @@ class DaskSession:
 
     def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> cf.Future:
         """Run ``fn(*args, **kwargs)`` on this session's Dask worker."""
-        return self.pool._submit(_run_task, (fn, args, kwargs), None, [self.address],
-                                 getattr(fn, "__name__", "task"))
+        return self.pool._submit(_in_session, (self.id, fn, args, kwargs), None,
+                                 [self.address], getattr(fn, "__name__", "task"))
 
     def close(self) -> None:
         """End the session (its worker forgets the stored objects)."""

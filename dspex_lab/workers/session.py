@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import sys
 import types
 from typing import TYPE_CHECKING, Any
 
 from dspex_lab.errors import PoolError, WorkerCrashed
+from dspex_lab.workers import worker as _worker
 from dspex_lab.workers._functions import dump_fn, fn_name
-from dspex_lab.workers.worker import stored
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,11 +35,24 @@ if TYPE_CHECKING:
     from dspex_lab.workers._task import TaskFuture
     from dspex_lab.workers.pool import WorkerPool
 
-__all__ = ["Session"]
+__all__ = ["FACTORIES", "Session", "stored"]
 
 _ids = itertools.count(1)
-_FACTORIES = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+FACTORIES = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
               functools.partial)
+"""What ``store`` calls in the worker to build the object (anything else is kept as is)."""
+
+
+
+def stored(name: str) -> Any:
+    """Inside a session task, on either backend: the object the session stored under ``name``.
+
+    >>> s.store("counter", Counter); s.submit(lambda: stored("counter").n).result()
+    """
+    dask = sys.modules.get("dspex_lab.distributed")  # loaded in every Dask worker we use
+    if _worker._WORKER is None and dask is not None and dask.in_session():
+        return dask.stored(name)
+    return _worker.stored(name)
 
 
 class Session:
@@ -75,7 +89,7 @@ class Session:
             raise ValueError(f"Session object names must be non-empty strings without dots, "
                              f"not {name!r}; 'qa.forward' in call() means method 'forward'.")
         msg = {"op": "store", "sid": self.id, "name": name, "value": obj,
-               "factory": isinstance(obj, _FACTORIES)}
+               "factory": isinstance(obj, FACTORIES)}
         self.pool._wait(self._submit(msg, f"store {name!r}", timeout))
         if name not in self.names:
             self.names.append(name)
